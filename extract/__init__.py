@@ -1,0 +1,1 @@
+"""Media, sources, transcripts, faces and expression backends."""

@@ -1,0 +1,1 @@
+"""The CTEG text-to-expression model: train, sample, evaluate, render."""

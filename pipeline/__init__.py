@@ -1,0 +1,1 @@
+"""wordsmile core: config, manifests, workspace, cache, records, assembly, release, CLI."""

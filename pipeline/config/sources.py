@@ -1,0 +1,35 @@
+"""Ingest and transcript settings (extract/ingest.py, extract/sources/, extract/captions.py)."""
+from __future__ import annotations
+
+from pipeline.config._base import F, Section
+
+
+class YouTubeConfig(Section):
+    max_height: int = F(480, "cap download height: faces need ~480p, not 4K")
+    caption_langs: list[str] = F(["en"], "caption languages, in order of preference")
+    prefer_manual_captions: bool = F(True, "manual captions are exact; auto captions are rolling ASR")
+    sleep_s: float = F(2.0, "polite sleep between requests to one site (seconds)")
+    rate_limit_per_min: int = F(20, "global cap on YouTube requests per minute")
+    retries: int = F(3, "retries for transient errors (network, 429) only")
+    backoff_s: float = F(5.0, "first retry delay; doubles each retry, with jitter")
+    allow_file_urls: bool = F(False, "file:// URLs read local files: refused unless enabled")
+    allow_private_urls: bool = F(False, "private/loopback addresses refused unless enabled (SSRF)")
+    socket_timeout_s: float = F(30.0, "network timeout per request")
+
+
+class CaptionConfig(Section):
+    max_gap_s: float = F(1.0, "start a new utterance after a silence longer than this")
+    max_duration_s: float = F(10.0, "split utterances longer than this (EmoAva keeps ≤253 frames)")
+    min_duration_s: float = F(0.3, "drop utterances shorter than this: too short to carry expression")
+    sentence_end: str = F(".!?…", "characters that end a sentence")
+
+
+class MeldConfig(Section):
+    max_span_s: float = F(30.0, "reject MELD rows with spans longer than this (real rows have multi-minute errors)")
+
+
+class SourcesConfig(Section):
+    youtube: YouTubeConfig = YouTubeConfig()
+    captions: CaptionConfig = CaptionConfig()
+    meld: MeldConfig = MeldConfig()
+    memor_fields: dict[str, str] = F({}, "override the MEmoR data.json field mapping (see docs)")

@@ -1,0 +1,160 @@
+"""Item records: every item (video, utterance) of a run ends ok, skipped or failed with a reason from a
+closed taxonomy, so a run can be summarised and audited. `docs/reasons.md` documents each reason."""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import Any, Iterable
+
+
+class Status(str, Enum):
+    OK = "ok"
+    SKIPPED = "skipped"   # a deliberate rejection (filter, policy): the input is fine, it just does not qualify
+    FAILED = "failed"     # something broke: unreadable file, network error, bug
+
+
+class Reason(str, Enum):
+    OK = "ok"
+    CACHED = "cached"                          # (informational) result taken from the stage cache
+    # ingest: downloads
+    DL_UNAVAILABLE = "download.unavailable"    # removed, private, deleted, 404
+    DL_GEO = "download.geo_blocked"
+    DL_AGE = "download.age_gated"
+    DL_RATE_LIMITED = "download.rate_limited"  # HTTP 429, bot check
+    DL_NETWORK = "download.network"            # DNS, refused, timeout, truncated transfer
+    DL_UNKNOWN = "download.unknown"
+    URL_REFUSED = "download.url_refused"       # file:// or private address without opt-in, bad scheme
+    ALREADY_DOWNLOADED = "download.archived"   # in the download archive: skipped on purpose
+    # ingest: inputs and transcripts
+    MISSING_FILE = "input.missing_file"
+    BAD_ROW = "input.bad_row"                  # malformed table/CSV/JSON row
+    BAD_TIME = "input.bad_time"                # unparsable, zero, negative or implausible span
+    EMPTY_TEXT = "input.empty_text"
+    NO_CAPTIONS = "input.no_captions"
+    BAD_CAPTIONS = "input.bad_captions"
+    DUPLICATE_SOURCE = "input.duplicate"
+    # media
+    MEDIA_UNREADABLE = "media.unreadable"      # corrupt, truncated, zero bytes, not a media file
+    MEDIA_NO_VIDEO = "media.no_video"          # audio-only
+    MEDIA_SPAN = "media.span_outside"          # segment span outside the media duration
+    # faces
+    NO_FACE = "faces.no_face"
+    MULTIPLE_FACES = "faces.multiple_faces"    # strict policy: a second face
+    NO_DOMINANT = "faces.no_dominant_face"
+    NO_SPEAKER = "faces.speaker_undecided"
+    LOW_PRESENCE = "faces.low_presence"
+    FACE_TOO_SMALL = "faces.too_small"
+    HEAD_POSE = "faces.head_pose"
+    BLURRY = "faces.blurry"
+    JITTER = "faces.jitter"
+    TOO_SHORT = "faces.track_too_short"
+    # expressions
+    BACKEND_ERROR = "expressions.backend_error"
+    NO_CODES = "expressions.no_valid_frames"
+    # assembly filters
+    TOO_FEW_FRAMES = "filter.too_few_frames"
+    TOO_MANY_FRAMES = "filter.too_many_frames"
+    LOW_VALID_RATIO = "filter.low_valid_ratio"
+    TEXT_EMPTY = "filter.text_empty"
+    TEXT_NO_LETTERS = "filter.text_no_letters"
+    TEXT_TOO_LONG = "filter.text_too_long"
+    DUPLICATE = "filter.duplicate"
+    NON_FINITE = "filter.non_finite_codes"
+    OUT_OF_RANGE = "filter.out_of_range_codes"
+    EXCLUDED = "filter.excluded"               # listed in an opt-out / takedown file
+    UPSTREAM = "upstream.not_ok"               # an earlier stage did not produce this item
+    ERROR = "internal.error"                   # an unexpected exception (bug): detail has the traceback tail
+
+
+@dataclass
+class Record:
+    stage: str
+    item_id: str
+    status: Status
+    reason: Reason
+    detail: str = ""
+    figures: dict[str, Any] = field(default_factory=dict)
+    output: str = ""
+
+    def __post_init__(self):
+        self.status = Status(self.status)
+        self.reason = Reason(self.reason)
+
+    @property
+    def ok(self) -> bool:
+        return self.status is Status.OK
+
+    def to_json(self) -> dict:
+        d = asdict(self)
+        d["status"] = self.status.value
+        d["reason"] = self.reason.value
+        return d
+
+    @classmethod
+    def from_json(cls, d: dict) -> "Record":
+        return cls(**d)
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Record":
+        return cls.from_json(json.loads(Path(path).read_text()))
+
+
+def ok(stage: str, item_id: str, output: str = "", detail: str = "", **figures) -> Record:
+    return Record(stage, item_id, Status.OK, Reason.OK, detail, figures, output)
+
+
+def skipped(stage: str, item_id: str, reason: Reason, detail: str, **figures) -> Record:
+    return Record(stage, item_id, Status.SKIPPED, reason, detail, figures)
+
+
+def failed(stage: str, item_id: str, reason: Reason, detail: str, **figures) -> Record:
+    return Record(stage, item_id, Status.FAILED, reason, detail, figures)
+
+
+def records_frame(records: Iterable[Record]):
+    import pandas as pd
+
+    rows = []
+    for r in records:
+        d = r.to_json()
+        d["figures"] = json.dumps(d["figures"], sort_keys=True, default=str)
+        rows.append(d)
+    cols = ["stage", "item_id", "status", "reason", "detail", "figures", "output"]
+    return pd.DataFrame(rows, columns=cols)
+
+
+def summary_frame(records: Iterable[Record]):
+    """Counts per stage, status and reason: the funnel of a run."""
+    df = records_frame(records)
+    if df.empty:
+        return df.assign(count=[])[["stage", "status", "reason", "count"]]
+    return (df.groupby(["stage", "status", "reason"], sort=False).size()
+              .reset_index(name="count"))
+
+
+STAGE_ORDER = ["ingest", "faces", "expressions", "assemble", "release"]
+
+
+def print_summary(records: Iterable[Record], console=None, title: str = "Run summary") -> str:
+    """Print the funnel as a table; returns it as plain text too (written to runs/ID/summary.txt)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    s = summary_frame(records)
+    order = {st: i for i, st in enumerate(STAGE_ORDER)}
+    if not s.empty:
+        s = s.assign(_o=s["stage"].map(lambda x: order.get(x, 99))).sort_values(
+            ["_o", "status", "reason"]).drop(columns="_o")
+    table = Table(title=title)
+    for c in ("stage", "status", "reason", "count"):
+        table.add_column(c, justify="right" if c == "count" else "left")
+    for row in s.itertuples(index=False):
+        style = {"ok": "green", "skipped": "yellow", "failed": "red"}.get(row.status, "")
+        table.add_row(row.stage, row.status, row.reason, str(row.count), style=style)
+    console = console or Console()
+    console.print(table)
+    text_console = Console(width=100, record=True, file=open("/dev/null", "w"))
+    text_console.print(table)
+    return text_console.export_text()
