@@ -19,6 +19,7 @@ LAYOUT = {
     "datasets": "assembled datasets (EmoAva stage-1 files, Parquet, card, report)",
     "releases": "immutable, checksummed releases NAME-VERSION/",
     "runs": "one folder per run: item records, summary, config and manifest copies, log",
+    "state": "state/NAME/: the latest table each stage produced for dataset NAME, so one stage can rerun alone",
 }
 
 
@@ -37,6 +38,7 @@ class Workspace:
     datasets = property(lambda self: self.root / "datasets")
     releases = property(lambda self: self.root / "releases")
     runs = property(lambda self: self.root / "runs")
+    state = property(lambda self: self.root / "state")
 
     @property
     def hash_db(self) -> Path:

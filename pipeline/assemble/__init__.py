@@ -1,0 +1,194 @@
+"""The assemble stage: filters, splits and writers turning coded segments into a dataset folder
+(docs/ARCHITECTURE.md "Dataset folder", docs/datasets.md)."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from pipeline.assemble.filters import AssembleError, load_codes, select
+from pipeline.assemble.splits import SPLITS, assign_split
+from pipeline.assemble.writers import software_versions, write_dataset
+from pipeline.atomic import atomic_dir, write_text
+from pipeline.context import StageContext
+from pipeline.manifest import check_safe_id
+from pipeline.records import Record, print_summary, summary_frame
+
+STAGE = "assemble"
+CODE_VERSION = "1"
+
+_SEG_STR_COLUMNS = ["source_id", "source_kind", "video_id", "video_hash", "words", "speaker", "emotion",
+                    "sentiment", "url", "title", "uploader", "license", "downloaded_at", "tool_versions"]
+
+
+def jaw_dims(code_space: str, dims: list[str]) -> list[int]:
+    """Indices of the jaw dimensions (EmoAva weights them ×5 in its loss)."""
+    if code_space == "flame53":
+        return list(range(len(dims) - 3, len(dims)))
+    return [i for i, d in enumerate(dims) if "jaw" in d.lower()]
+
+
+def _flatten(prefix: str, obj: Any, out: dict) -> None:
+    if isinstance(obj, dict):
+        for k in sorted(obj):
+            _flatten(f"{prefix}_{k}", obj[k], out)
+    elif isinstance(obj, (list, tuple)):
+        out[prefix] = json.dumps(obj, sort_keys=True, default=str)
+    else:
+        out[prefix] = obj
+
+
+def face_columns(faces_dir: str) -> dict[str, Any]:
+    """quality.json figures as face_* columns (missing or unreadable files give no columns)."""
+    if not faces_dir:
+        return {}
+    p = Path(faces_dir) / "quality.json"
+    try:
+        q = json.loads(p.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    out: dict[str, Any] = {}
+    if isinstance(q, dict):
+        _flatten("face", q, out)
+    return out
+
+
+def _coerce_face(df: pd.DataFrame) -> pd.DataFrame:
+    """One Arrow type per face_* column: numbers stay numbers, anything mixed becomes text."""
+    for c in [c for c in df.columns if c.startswith("face_")]:
+        vals = df[c].tolist()
+        present = [v for v in vals if v is not None and not (isinstance(v, float) and np.isnan(v))]
+        if all(isinstance(v, bool) for v in present) and present:
+            df[c] = [None if v not in (True, False) else bool(v) for v in vals]
+            df[c] = df[c].astype("boolean")
+        elif all(isinstance(v, (int, float, np.number)) and not isinstance(v, bool) for v in present):
+            df[c] = pd.to_numeric(pd.Series(vals, index=df.index, dtype=object), errors="coerce").astype("float64")
+        else:
+            df[c] = ["" if v is None or (isinstance(v, float) and np.isnan(v)) else
+                     (v if isinstance(v, str) else json.dumps(v, default=str)) for v in vals]
+    return df
+
+
+def samples_table(kept, ratios: list[float], salt: str) -> pd.DataFrame:
+    rows = []
+    for row, c in kept:
+        split, method = assign_split(row, ratios, salt)
+        r = {"sample_id": str(row["segment_id"]), "split": split, "text": " ".join(str(row["text"]).split()),
+             "codes": c.codes, "n_frames": int(c.codes.shape[0]), "fps": float(c.fps),
+             "duration": float(c.codes.shape[0] / c.fps), "valid_ratio": float(c.valid.mean()),
+             "code_space": c.code_space, "start": float(row["start"]), "end": float(row["end"]),
+             "official_split": str(row.get("split") or ""), "split_method": method,
+             "extractor_versions": json.dumps(c.meta, sort_keys=True, default=str)}
+        for col in _SEG_STR_COLUMNS:
+            v = row.get(col, "")
+            r[col] = "" if v is None or (isinstance(v, float) and np.isnan(v)) else str(v)
+        r.update(face_columns(str(row.get("faces_dir") or "")))
+        rows.append(r)
+    df = pd.DataFrame(rows)
+    return _coerce_face(df) if not df.empty else df
+
+
+def _manifest_text(manifest) -> str:
+    if manifest is None:
+        return ""
+    p = getattr(manifest, "path", None)
+    if p and Path(p).is_file():
+        return Path(p).read_text(encoding="utf-8")
+    if hasattr(manifest, "model_dump"):
+        import yaml
+        return yaml.safe_dump(manifest.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
+    return Path(manifest).read_text(encoding="utf-8")
+
+
+def _sources(df: pd.DataFrame, manifest) -> list[dict]:
+    out = []
+    entries = {e.id: e for e in getattr(manifest, "sources", [])} if manifest is not None else {}
+    for sid, part in (df.groupby("source_id", sort=True) if not df.empty else []):
+        e = entries.get(sid)
+        lic = sorted({x for x in part["license"] if x}) or ([manifest.license_of(e)] if e is not None else [])
+        out.append({"source_id": sid, "kind": str(part["source_kind"].iloc[0]), "license": lic or ["unknown"],
+                    "samples": int(len(part)), "videos": int(part["video_id"].nunique()),
+                    "split_method": sorted(set(part["split_method"]))})
+    return out
+
+
+def assemble(segments: pd.DataFrame, ctx: StageContext, name: str, records: list[Record] | None = None,
+             manifest=None, extra_files: dict[str, Path] | None = None,
+             exclude: set[str] | None = None) -> tuple[Path, list[Record]]:
+    """Filter, split and write the dataset folder `ctx.ws.datasets / name` (built in a temporary folder and
+    renamed into place). `records` are the upstream stages' records (for the rejection funnel);
+    `extra_files` are copied in as-is (e.g. {"rig.npz": path} for arkit52); `exclude` drops sample ids.
+    Returns the folder and one Record per considered sample."""
+    from pipeline.assemble import card, report
+
+    check_safe_id(name)
+    cfg = ctx.cfg.assemble
+    if cfg.min_frames > cfg.max_frames:
+        raise AssembleError(f"assemble.min_frames ({cfg.min_frames}) > assemble.max_frames ({cfg.max_frames})")
+    for col in ("segment_id", "text", "start", "end"):
+        if col not in segments.columns:
+            raise AssembleError(f"segment table has no column {col!r} (columns: {list(segments.columns)})")
+    if "codes_dir" not in segments.columns:
+        raise AssembleError("segment table has no 'codes_dir' column: run the expressions stage first")
+    todo = segments[segments["codes_dir"].fillna("").astype(str) != ""]
+    rows = todo.to_dict("records")
+    kept, recs = select(rows, cfg, exclude)
+    if not kept:
+        funnel = summary_frame(recs).to_dict("records")
+        raise AssembleError(f"dataset {name!r}: no sample passed the filters ({len(rows)} with codes, "
+                            f"{len(segments)} segments); rejections: {funnel}")
+    df = samples_table(kept, cfg.split_ratios, cfg.split_salt)
+    first = kept[0][1]
+    versions = software_versions()
+    extractor = sorted({s for s in df["extractor_versions"]})
+    all_records = list(records or []) + recs
+    info = {
+        "name": name,
+        "description": getattr(manifest, "description", "") or "",
+        "code_space": first.code_space,
+        "dims": first.dims,
+        "jaw_dims": jaw_dims(first.code_space, first.dims),
+        "codes": "smooth" if cfg.use_smoothed else "raw",
+        "config_hash": ctx.cfg.hash(),
+        "assemble_config": cfg.model_dump(mode="json"),
+        "assemble_code_version": CODE_VERSION,
+        "versions": {"software": versions, "extractors": [json.loads(e) for e in extractor]},
+        "sources": _sources(df, manifest),
+        "funnel": summary_frame(all_records).to_dict("records"),
+        "warnings": [],
+        "extra_files": sorted(extra_files or {}),
+    }
+    dest = ctx.ws.datasets / name
+    with atomic_dir(dest, replace=True) as tmp:
+        meta = write_dataset(tmp, df, info, cfg.pickle_protocol, cfg.std_floor)
+        for fname, src in sorted((extra_files or {}).items()):
+            if "/" in fname or fname.startswith(".") or fname in meta["columns"]:
+                raise AssembleError(f"extra file name {fname!r} must be a plain file name")
+            shutil.copyfile(src, tmp / fname)
+        prov = tmp / "provenance"
+        write_text(prov / "config.yaml", ctx.cfg.to_yaml())
+        mtext = _manifest_text(manifest)
+        if mtext:
+            write_text(prov / "manifest.yaml", mtext)
+        write_text(prov / "run_summary.txt", print_summary(all_records, console=_quiet_console(),
+                                                           title=f"{name}: records by stage"))
+        write_text(prov / "run.json", json.dumps({"run_dir": str(ctx.run_dir.name), "cache": ctx.cache_stats()},
+                                                  indent=2, sort_keys=True) + "\n")
+        media = {str(r["segment_id"]): (str(r.get("video_path") or ""), float(r["start"]), float(r["end"]),
+                                        str(r.get("faces_dir") or "")) for r, _ in kept}
+        report.write_report(tmp, meta, df, cfg, media=media, log=ctx.log)
+        card.write_card(tmp, meta, df)
+    ctx.log.info("assembled %s: %s", dest, {s: meta["counts"][s]["samples"] for s in SPLITS})
+    return dest, recs
+
+
+def _quiet_console():
+    from rich.console import Console
+    return Console(file=open("/dev/null", "w"), width=100)
+
+
+__all__ = ["STAGE", "CODE_VERSION", "assemble", "AssembleError", "load_codes", "jaw_dims"]

@@ -1,0 +1,170 @@
+"""The dataset card: README.md with Hugging Face style YAML front matter, written from dataset.json and
+the samples table only (so a release with excluded samples regenerates an accurate card)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+from pipeline.atomic import write_text
+
+# How to cite each kind of source (prose references: authors, title, venue).
+SOURCE_CITATIONS = {
+    "meld": "S. Poria, D. Hazarika, N. Majumder, G. Naik, E. Cambria, R. Mihalcea. *MELD: A Multimodal "
+            "Multi-Party Dataset for Emotion Recognition in Conversations*. ACL 2019. Clips come from the TV "
+            "series *Friends*; use is bound by MELD's licence (GPL-3.0) and the broadcaster's rights.",
+    "memor": "G. Shen, X. Wang, X. Duan, H. Li, W. Zhu. *MEmoR: A Dataset for Multimodal Emotion Reasoning in "
+             "Videos*. ACM Multimedia 2020. Available under a signed licence agreement; do not redistribute "
+             "derived data beyond what that agreement allows.",
+    "youtube": "Each video's creator holds its rights: cite the video by its `url`, `title` and `uploader` "
+               "columns, and honour takedown requests (`wordsmile release --exclude`).",
+    "table": "Cite the table's original publisher as named in the `url`/`license` columns.",
+    "folder": "Cite the clips' original publisher as named in the `url`/`license` columns.",
+}
+CODE_SPACE_CITATIONS = {
+    "arkit52": "Codes are the 52 ARKit-style blendshape scores of the MediaPipe Face Landmarker (Google, "
+               "Apache-2.0), values in [0, 1].",
+    "flame53": "Codes are 50 FLAME expression coefficients + 3 jaw-pose values (axis-angle, radians) regressed "
+               "by EMOCA v2 (R. Daněček, M. J. Black, T. Bolkart, *EMOCA: Emotion Driven Monocular Face "
+               "Capture and Animation*, CVPR 2022) on the FLAME model (T. Li et al., SIGGRAPH Asia 2017): "
+               "exactly the code space of EmoAva.",
+}
+EMOAVA = ("The file layout follows EmoAva: *When Words Smile: Generating Diverse Emotional Facial Expressions "
+          "from Text*, EMNLP 2025.")
+
+
+def size_category(n: int) -> str:
+    for lim, name in ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M")):
+        if n < lim:
+            return name
+    return "n>1M"
+
+
+def hf_license(meta: dict) -> str:
+    lic = sorted({x for s in meta.get("sources", []) for x in s.get("license", []) if x and x != "unknown"})
+    return lic[0].lower() if len(lic) == 1 else "other"
+
+
+def front_matter(meta: dict) -> dict:
+    n = meta["total"]["samples"]
+    lic = hf_license(meta)
+    fm = {
+        "pretty_name": meta["name"],
+        "license": lic,
+        "language": list(meta.get("assemble_config", {}).get("language", ["en"])),
+        "size_categories": [size_category(n)],
+        "task_categories": ["text-to-video"],
+        "tags": ["facial-expression", "text-to-expression", "emoava", meta["code_space"]],
+        "source_datasets": sorted({f"{s['kind']}:{s['source_id']}" for s in meta.get("sources", [])}),
+        "configs": [{"config_name": "default", "data_files": "samples.parquet"}],
+        "dataset_info": {"code_space": meta["code_space"], "D": meta["D"], "fps": meta["fps"],
+                         "splits": {s: c["samples"] for s, c in meta["counts"].items()},
+                         "config_hash": meta["config_hash"]},
+    }
+    if lic == "other":
+        fm["license_name"] = "mixed: see Licences below"
+    return fm
+
+
+def _table(header: list[str], rows: list[list]) -> str:
+    out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    out += ["| " + " | ".join(str(c).replace("|", "\\|") for c in r) + " |" for r in rows]
+    return "\n".join(out)
+
+
+def write_card(out: Path, meta: dict, df: pd.DataFrame) -> Path:
+    from pipeline.config import describe
+    from pipeline.config.assemble import AssembleConfig
+
+    name, D = meta["name"], meta["D"]
+    reasons = {k: r for k, _, r in describe(AssembleConfig)}
+    cfg = meta.get("assemble_config", {})
+    thresholds = _table(["setting", "value", "why"],
+                        [[f"`assemble.{k}`", f"`{v}`", reasons.get(k, "")] for k, v in cfg.items()])
+    splits = _table(["split", "samples", "frames", "videos"],
+                    [[s, c["samples"], c["frames"], c["videos"]] for s, c in meta["counts"].items()])
+    sources = _table(["source", "kind", "licence", "samples", "videos", "split"],
+                     [[s["source_id"], s["kind"], ", ".join(s["license"]), s["samples"], s["videos"],
+                       ", ".join(s["split_method"])] for s in meta.get("sources", [])])
+    funnel = _table(["stage", "status", "reason", "count"],
+                    [[r["stage"], r["status"], r["reason"], r["count"]] for r in meta.get("funnel", [])])
+    kinds = sorted({s["kind"] for s in meta.get("sources", [])})
+    cites = "\n".join(f"- **{k}**: {SOURCE_CITATIONS.get(k, 'see the source.')}" for k in kinds)
+    dims = ", ".join(f"`{d}`" for d in meta["dims"])
+    warnings = "\n".join(f"- ⚠ {w}" for w in meta.get("warnings", [])) or "- none"
+    fm = yaml.safe_dump(front_matter(meta), sort_keys=False, allow_unicode=True)
+    text = f"""---
+{fm}---
+
+# {name}
+
+{meta.get('description') or 'A text → facial-expression dataset built with wordsmile.'}
+Each sample pairs an utterance with the speaker's facial-expression codes, one `{D}`-dimensional vector per
+video frame (`{meta['code_space']}` code space, median {meta['fps']:g} fps). {meta['total']['samples']} samples,
+{meta['total']['frames']} frames. {EMOAVA}
+
+## Files
+
+- `{{train,dev,test}}_stage1_text.pkl` / `_stage1_exps.pkl`: EmoAva stage-1 files, `list[str]` and
+  `list[np.ndarray (T, {D}) float32]` in the same order (pickle protocol {meta.get('pickle_protocol')}).
+- `stage1_mean.npy`, `stage1_std.npy`: `({D},)` float32 over the pooled frames of the
+  {meta['stats']['basis']} split (std floored at {meta['stats']['std_floor']}).
+- `samples.parquet`: one row per sample: text, codes (`list<list<float32>>`) and all metadata. Load with
+  `pandas.read_parquet` or `datasets.load_dataset("parquet", data_files="samples.parquet")` (the `split`
+  column holds the split).
+- `dataset.json`: code space, dims, fps, counts, config hash, software and extractor versions.
+- `report.html`: lengths, per-dimension statistics, sample code curves, the rejection funnel.
+
+```python
+import pandas as pd, numpy as np
+df = pd.read_parquet("samples.parquet")
+x = np.stack(df.codes[0])          # (T, {D}) float32
+```
+
+## Splits
+
+{splits}
+
+A source's official split is kept; otherwise whole videos are assigned by a hash of
+(source, video), so no video appears in two splits and adding videos never moves another.
+
+## Sources and licences
+
+{sources}
+
+## Code space
+
+`{meta['code_space']}`, D = {D}: {dims}. Jaw dimensions (indices): {meta.get('jaw_dims')}.
+{CODE_SPACE_CITATIONS.get(meta['code_space'], '')}
+
+## Filters and thresholds
+
+{thresholds}
+
+## How samples were filtered
+
+{funnel}
+
+## Warnings
+
+{warnings}
+
+## Known limitations
+
+- Expression codes are regressed from monocular video by a per-frame model and temporally smoothed: they
+  are estimates, noisy under profile views, occlusion, low light and small faces.
+- Frame rates are not normalised (see `fps` per sample), as in EmoAva.
+- Sequences longer than {cfg.get('max_frames')} frames were dropped, so long utterances are under-represented.
+- Texts come from transcripts or captions: automatic captions contain recognition errors and their timing
+  may not match the face exactly.
+- Speakers are mostly adult actors or video creators; demographics are neither balanced nor annotated.
+- Emotion labels, where present, come from the source and are not re-annotated.
+
+## Citation
+
+{cites}
+- {EMOAVA}
+{('- ' + CODE_SPACE_CITATIONS[meta['code_space']]) if meta['code_space'] in CODE_SPACE_CITATIONS else ''}
+"""
+    return write_text(Path(out) / "README.md", text)

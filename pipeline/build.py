@@ -1,0 +1,303 @@
+"""The build runner: ingest → faces → expressions → assemble, one stage after another.
+
+The CLI (`wordsmile build`) and the Prefect flows (flows/) both call the stage functions here; they
+differ only in the *mapper* that applies a per-item function to every item (a local process pool here,
+Prefect's `.map` in the flows). Every stage leaves its output table in `state/NAME/` so one stage can
+be rerun alone, and the content-addressed stage cache makes any rerun resume where the last stopped.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import logging
+import os
+import shutil
+import time
+import traceback
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Sequence
+
+import pandas as pd
+
+from pipeline.atomic import write_parquet, write_text
+from pipeline.config import Config, load_config
+from pipeline.context import StageContext
+from pipeline.manifest import Manifest, load_manifest
+from pipeline.records import Reason, Record, failed, print_summary, records_frame
+from pipeline.workspace import Workspace
+
+STAGES = ("ingest", "faces", "expressions", "assemble")
+log = logging.getLogger("wordsmile.build")
+
+# mapper(fn, items, desc) -> list of fn(item), in the order of items
+Mapper = Callable[[Callable, Sequence, str], list]
+
+
+class BuildError(RuntimeError):
+    pass
+
+
+# ---------------------------------------------------------------- mappers
+
+def _progress(total: int, desc: str):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, unit="item", dynamic_ncols=True, leave=True,
+                disable=total == 0 or os.environ.get("WORDSMILE_NO_PROGRESS") == "1")
+
+
+def local_mapper(workers: int = 1) -> Mapper:
+    """Serial in-process mapping for workers <= 1 (models load once), else a process pool."""
+
+    def mapper(fn: Callable, items: Sequence, desc: str) -> list:
+        items = list(items)
+        bar = _progress(len(items), desc)
+        try:
+            if workers <= 1 or len(items) <= 1:
+                out = []
+                for it in items:
+                    out.append(fn(it))
+                    bar.update()
+                return out
+            results: list = [None] * len(items)
+            with ProcessPoolExecutor(max_workers=workers) as pool:
+                futs = {pool.submit(fn, it): i for i, it in enumerate(items)}
+                for f in as_completed(futs):
+                    results[futs[f]] = f.result()
+                    bar.update()
+            return results
+        finally:
+            bar.close()
+
+    return mapper
+
+
+# ---------------------------------------------------------------- per-item workers (picklable)
+
+def _guard(stage: str, item_id: str, fn: Callable[[], Record]) -> Record:
+    """A bug in one item must not end the build: it becomes a failed record with the traceback tail."""
+    try:
+        return fn()
+    except Exception as e:  # noqa: BLE001 - recorded, not swallowed
+        tb = traceback.format_exc(limit=4).strip().splitlines()[-3:]
+        return failed(stage, item_id, Reason.ERROR, f"{type(e).__name__}: {e} | " + " | ".join(tb))
+
+
+def ingest_item(args: tuple) -> tuple[list[dict], list[Record]]:
+    entry, manifest, ctx = args
+    from extract.ingest import ingest_source
+
+    try:
+        return ingest_source(entry, manifest, ctx)
+    except Exception as e:  # noqa: BLE001 - one broken source must not end the build
+        tb = traceback.format_exc(limit=4).strip().splitlines()[-3:]
+        return [], [failed("ingest", entry.id, Reason.ERROR, f"{type(e).__name__}: {e} | " + " | ".join(tb))]
+
+
+def faces_item(args: tuple[dict, StageContext]) -> Record:
+    seg, ctx = args
+    from extract.faces.stage import process_segment
+
+    return _guard("faces", seg["segment_id"], lambda: process_segment(seg, ctx))
+
+
+def expressions_item(args: tuple[dict, StageContext]) -> Record:
+    seg, ctx = args
+    from extract.expressions.stage import process_segment
+
+    return _guard("expressions", seg["segment_id"],
+                  lambda: process_segment(seg, Path(seg["faces_dir"]), ctx))
+
+
+# ---------------------------------------------------------------- the build
+
+@dataclass
+class BuildResult:
+    name: str
+    run_dir: Path
+    dataset_dir: Path | None
+    records: list[Record]
+    cache: dict[str, dict] = field(default_factory=dict)
+    summary: str = ""
+
+    def counts(self) -> dict:
+        df = records_frame(self.records)
+        return {f"{s}/{st}": int(n) for (s, st), n in df.groupby(["stage", "status"]).size().items()}
+
+
+class Build:
+    """One build of one manifest into one workspace. Use `run()` for everything, or the stage methods
+    (as the Prefect flows do) with a mapper of your choice."""
+
+    def __init__(self, manifest: str | Path | Manifest, workspace: str | Path, config: str | Path | None = None,
+                 overrides: Iterable[str] = (), force: Iterable[str] = (), name: str | None = None,
+                 cfg: Config | None = None):
+        self.manifest = manifest if isinstance(manifest, Manifest) else load_manifest(manifest)
+        self.cfg = cfg or load_config(config, overrides)
+        self.ws = Workspace(workspace)
+        self.name = name or self.manifest.name
+        force = set(force or ())
+        unknown = force - set(STAGES) - {"all"}
+        if unknown:
+            raise BuildError(f"--force {sorted(unknown)}: unknown stage (stages: {', '.join(STAGES)})")
+        if "all" in force:
+            force = set(STAGES)
+        self.force = force
+        self.state_dir = self.ws.state / self.name
+        self.started = time.time()
+        self.run_dir: Path | None = None
+        self.ctx: StageContext | None = None
+
+    # -- setup
+    def open_run(self) -> StageContext:
+        self.run_dir = self.ws.new_run_dir()
+        write_text(self.run_dir / "config.yaml", self.cfg.to_yaml())
+        if self.manifest.path:
+            shutil.copy2(self.manifest.path, self.run_dir / "manifest.yaml")
+        self.ctx = StageContext(cfg=self.cfg, ws=self.ws, run_dir=self.run_dir, force=self.force,
+                                log=logging.getLogger("wordsmile"))
+        return self.ctx
+
+    # -- state tables
+    def _save_state(self, stage: str, df: pd.DataFrame, records: list[Record]) -> None:
+        write_parquet(self.state_dir / f"{stage}.parquet", df)
+        write_parquet(self.state_dir / f"records-{stage}.parquet", records_frame(records))
+
+    def load_state(self, stage: str) -> tuple[pd.DataFrame, list[Record]]:
+        p = self.state_dir / f"{stage}.parquet"
+        if not p.exists():
+            raise BuildError(f"no saved output of stage '{stage}' for dataset '{self.name}' in {self.ws.root}: "
+                             f"run it first (e.g. --stages {stage},...)")
+        df = pd.read_parquet(p)
+        rp = self.state_dir / f"records-{stage}.parquet"
+        recs = []
+        if rp.exists():
+            for r in pd.read_parquet(rp).to_dict("records"):
+                r["figures"] = json.loads(r["figures"] or "{}")
+                recs.append(Record.from_json(r))
+        return df, recs
+
+    # -- stages
+    def ingest(self, mapper: Mapper) -> tuple[pd.DataFrame, list[Record]]:
+        from extract.ingest import segments_frame
+
+        entries = [e for e in self.manifest.sources if e.enabled]
+        results = mapper(ingest_item, [(e, self.manifest, self.ctx) for e in entries], "ingest")
+        rows = [row for segs, _ in results for row in segs]
+        recs = [r for _, rs in results for r in rs]
+        segs = segments_frame(rows)
+        self._save_state("ingest", segs, recs)
+        return segs, recs
+
+    def _items(self, df: pd.DataFrame) -> list[tuple[dict, StageContext]]:
+        return [(row, self.ctx) for row in df.to_dict("records")]
+
+    def faces(self, segs: pd.DataFrame, mapper: Mapper) -> tuple[pd.DataFrame, list[Record]]:
+        recs = mapper(faces_item, self._items(segs), "faces")
+        df = segs.copy()
+        df["faces_dir"] = [r.output if r.ok else "" for r in recs]
+        self._save_state("faces", df, recs)
+        return df, recs
+
+    def expressions(self, faced: pd.DataFrame, mapper: Mapper) -> tuple[pd.DataFrame, list[Record]]:
+        todo = faced[faced["faces_dir"] != ""]
+        recs = mapper(expressions_item, self._items(todo), "expressions")
+        out = dict(zip(todo["segment_id"], (r.output if r.ok else "" for r in recs)))
+        df = faced.copy()
+        df["codes_dir"] = [out.get(s, "") for s in df["segment_id"]]
+        self._save_state("expressions", df, recs)
+        return df, recs
+
+    def assemble(self, coded: pd.DataFrame, upstream: list[Record]) -> tuple[Path, list[Record]]:
+        from pipeline.assemble import assemble
+
+        extra = self._rig_files(coded)
+        path, recs = assemble(coded, self.ctx, self.name, records=upstream, manifest=self.manifest,
+                              extra_files=extra)
+        return path, recs
+
+    def _rig_files(self, coded: pd.DataFrame) -> dict[str, Path]:
+        """arkit52 datasets carry a linear rig (blendshapes → mesh) for rendering generated codes."""
+        if self.cfg.expressions.backend != "arkit52":
+            return {}
+        from extract.expressions.rig import fit_rig_from_entries
+
+        dirs = [Path(d) for d in coded.get("faces_dir", pd.Series(dtype=str)) if d]
+        if not dirs:
+            return {}
+        rig_path = self.run_dir / "rig.npz"
+        fit_rig_from_entries(dirs, rig_path, self.cfg)
+        return {"rig.npz": rig_path}
+
+    # -- everything
+    def run(self, stages: Iterable[str] | None = None, mapper: Mapper | None = None,
+            wait_lock: bool | float = False) -> BuildResult:
+        stages = list(stages or STAGES)
+        bad = [s for s in stages if s not in STAGES]
+        if bad:
+            raise BuildError(f"unknown stage(s) {bad}; stages are {', '.join(STAGES)}")
+        mapper = mapper or local_mapper(self.cfg.orchestration.workers)
+        with self.ws.lock(wait=wait_lock):
+            self.open_run()
+            records: list[Record] = []
+            dataset_dir = None
+
+            def get(stage, compute):
+                if stage in stages:
+                    log.info("stage %s", stage)
+                    return compute()
+                return self.load_state(stage)
+
+            segs, r = get("ingest", lambda: self.ingest(mapper))
+            records += r
+            if "faces" in stages or any(s in stages for s in ("expressions", "assemble")):
+                faced, r = get("faces", lambda: self.faces(segs, mapper))
+                records += r
+            if "expressions" in stages or "assemble" in stages:
+                coded, r = get("expressions", lambda: self.expressions(faced, mapper))
+                records += r
+            if "assemble" in stages:
+                dataset_dir, r = self.assemble(coded, records)
+                records += r
+            return self.finish(records, dataset_dir)
+
+    def finish(self, records: list[Record], dataset_dir: Path | None) -> BuildResult:
+        write_parquet(self.run_dir / "records.parquet", records_frame(records))
+        cache = self.cache_stats(records)
+        summary = print_summary(records, title=f"wordsmile build '{self.name}' — {self.run_dir.name}")
+        summary += "\ncache: " + ", ".join(f"{k} {v['hits']} hit / {v['misses']} computed"
+                                          for k, v in cache.items()) + "\n"
+        write_text(self.run_dir / "summary.txt", summary)
+        from pipeline.atomic import write_json
+
+        write_json(self.run_dir / "run.json", {
+            "name": self.name, "workspace": str(self.ws.root), "config_hash": self.cfg.hash(),
+            "started": _dt.datetime.fromtimestamp(self.started, _dt.timezone.utc).isoformat(),
+            "finished": _dt.datetime.now(_dt.timezone.utc).isoformat(), "cache": cache,
+            "dataset": str(dataset_dir) if dataset_dir else None,
+            "counts": BuildResult(self.name, self.run_dir, dataset_dir, records).counts()})
+        return BuildResult(self.name, self.run_dir, dataset_dir, records, cache, summary)
+
+    def cache_stats(self, records: list[Record]) -> dict[str, dict]:
+        """Hits and misses per item stage, read from the cache entries themselves (an entry created
+        before this run started was a hit), so it also counts work done in worker processes."""
+        stats: dict[str, dict] = {}
+        for r in records:
+            if r.stage not in ("faces", "expressions") or not r.output:
+                continue
+            meta = Path(r.output) / "meta.json"
+            if not meta.exists():
+                continue
+            created = _dt.datetime.fromisoformat(json.loads(meta.read_text())["created"]).timestamp()
+            s = stats.setdefault(r.stage, {"hits": 0, "misses": 0})
+            s["hits" if created < self.started else "misses"] += 1
+        return stats
+
+
+def build(manifest, workspace, config=None, overrides=(), stages=None, force=(), name=None,
+          workers: int | None = None, wait_lock: bool | float = False) -> BuildResult:
+    b = Build(manifest, workspace, config, overrides, force, name)
+    mapper = local_mapper(workers if workers is not None else b.cfg.orchestration.workers)
+    return b.run(stages, mapper, wait_lock=wait_lock)

