@@ -158,3 +158,26 @@ def print_summary(records: Iterable[Record], console=None, title: str = "Run sum
     text_console = Console(width=100, record=True, file=open("/dev/null", "w"))
     text_console.print(table)
     return text_console.export_text()
+
+
+def reasons_markdown() -> str:
+    """docs/reasons.md, generated from the Reason enum and its inline comments (`python -m pipeline.records`)."""
+    import inspect
+    import re
+
+    src = inspect.getsource(Reason)
+    notes = {m.group(1): m.group(2).strip() for m in
+             re.finditer(r'^\s+\w+ = "([^"]+)"\s*#\s*(.*)$', src, re.M)}
+    lines = ["# Item reasons", "",
+             "Every item of a run ends `ok`, `skipped` (a deliberate rejection: the input is fine but does not "
+             "qualify) or `failed` (something broke) with one of these reasons. The record's `detail` names the "
+             "file, row, field or figure. Generated from `pipeline/records.py` by `python -m pipeline.records`.",
+             "", "| reason | stage | meaning |", "| --- | --- | --- |"]
+    for r in Reason:
+        stage = r.value.split(".")[0] if "." in r.value else "any"
+        lines.append(f"| `{r.value}` | {stage} | {notes.get(r.value, r.name.replace('_', ' ').lower())} |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    print(reasons_markdown(), end="")

@@ -9,3 +9,5 @@ class MediaConfig(Section):
     decode_batch: int = F(64, "frames per decoded numpy batch: bounds memory whatever the clip length")
     audio_rate: int = F(16000, "audio sample rate for speaker checks (Hz): speech models' usual rate")
     probe_timeout_s: float = F(60.0, "give up probing a file after this long (hung or huge inputs)")
+    vfr_tolerance: float = F(0.02, "relative spread of frame durations beyond time-base rounding that marks a clip VFR")
+    span_slack_s: float = F(0.5, "a span may overrun the media end by this much (caption rounding) before it is an error")

@@ -1,0 +1,39 @@
+"""Shared pytest fixtures: the repo on sys.path, offline/no-telemetry environment, the generated
+sample media (`sample_dir`, once per session) and a fresh workspace (`workspace`)."""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+# set before anything imports prefect / transformers / huggingface_hub
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("DO_NOT_TRACK", "1")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+
+@pytest.fixture(scope="session")
+def sample_dir(tmp_path_factory) -> Path:
+    """The generated sample media (extract/samplegen.py; layout in its sample.json). Generated once per
+    test session, or reused from $WORDSMILE_SAMPLE_DIR (generated there first if missing)."""
+    from extract.samplegen import make_sample
+
+    env = os.environ.get("WORDSMILE_SAMPLE_DIR")
+    dest = Path(env) if env else tmp_path_factory.mktemp("sample") / "sample"
+    make_sample(dest)
+    return dest
+
+
+@pytest.fixture
+def workspace(tmp_path):
+    """A fresh, empty workspace (pipeline.workspace.Workspace) under the test's tmp dir."""
+    from pipeline.workspace import Workspace
+
+    return Workspace(tmp_path / "ws")
