@@ -1,0 +1,166 @@
+"""A generic table of utterances: CSV/TSV, JSONL or Parquet rows of
+(video path or URL, start, end, text[, speaker, emotion, sentiment, split]).
+
+Column names are matched case-insensitively, with common aliases (`video_path`, `url`, `utterance`,
+`start_time`, ...). Relative paths resolve against `media_root` (default: the table's folder); URLs
+are downloaded once through the yt-dlp path (same archive and URL policy as the youtube kind).
+"""
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import pandas as pd
+from tqdm import tqdm
+
+from extract.sources.common import (STAGE, ProbeMemo, Provenance, RowError, check_span, check_url, fit_span,
+                                    is_url, norm_split, parse_time, read_text_mixed, segment_row)
+from pipeline.records import Reason, Record, failed, ok, skipped
+
+ALIASES = {
+    "video": ["video", "video_path", "path", "file", "url", "clip", "media"],
+    "start": ["start", "start_s", "start_time", "begin", "t0"],
+    "end": ["end", "end_s", "end_time", "stop", "t1"],
+    "text": ["text", "utterance", "transcript", "sentence", "caption"],
+    "speaker": ["speaker", "speaker_name"],
+    "emotion": ["emotion", "label"],
+    "sentiment": ["sentiment"],
+    "split": ["split", "subset", "partition"],
+}
+REQUIRED = ("video", "start", "end", "text")
+
+
+def read_rows(path: Path) -> tuple[list[tuple[int, dict]], list[str]]:
+    """(row number, row) pairs and per-line problems (JSONL lines that are not objects).
+    ValueError for an unreadable file or an unknown extension."""
+    ext = path.suffix.lower()
+    if ext in (".csv", ".tsv"):
+        df = pd.read_csv(io.StringIO(read_text_mixed(path)), dtype=str, keep_default_na=False,
+                         sep="\t" if ext == ".tsv" else ",")
+        return [(i + 1, r) for i, r in enumerate(df.to_dict("records"))], []
+    if ext == ".parquet":
+        df = pd.read_parquet(path)
+        return [(i + 1, r) for i, r in enumerate(df.to_dict("records"))], []
+    if ext in (".jsonl", ".ndjson"):
+        rows, bad = [], []
+        for n, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except ValueError as e:
+                bad.append(f"{path.name} line {n}: not valid JSON ({e.msg})")
+                continue
+            if not isinstance(obj, dict):
+                bad.append(f"{path.name} line {n}: a JSON {type(obj).__name__}, not an object")
+                continue
+            rows.append((n, obj))
+        return rows, bad
+    raise ValueError(f"{path}: unknown table format {ext!r} (use .csv, .tsv, .jsonl or .parquet)")
+
+
+def _columns(keys) -> dict[str, str]:
+    low = {str(k).strip().lower(): k for k in keys}
+    return {ours: next((low[a] for a in al if a in low), None) for ours, al in ALIASES.items()}
+
+
+def _cell(row: dict, col) -> str:
+    if col is None:
+        return ""
+    v = row.get(col)
+    if v is None or (isinstance(v, float) and v != v):
+        return ""
+    return v if isinstance(v, (int, float)) and not isinstance(v, bool) else str(v)
+
+
+def read_table(entry, manifest, ctx, memo: ProbeMemo) -> tuple[list[dict], list[Record]]:
+    from extract.sources.youtube import DownloadFailure, YouTubeFetcher, ffmpeg_for, provenance
+
+    cfg = ctx.cfg.sources
+    yc = cfg.youtube
+    path = manifest.resolve(entry.path)
+    media_root = manifest.resolve(entry.media_root) if entry.media_root else path.parent
+    lic = manifest.license_of(entry)
+    if not path.exists():
+        return [], [failed(STAGE, entry.id, Reason.MISSING_FILE, f"table {path} does not exist")]
+    try:
+        items, bad_lines = read_rows(path)
+    except Exception as e:  # noqa: BLE001 - pandas/pyarrow raise many types for a bad file
+        return [], [failed(STAGE, entry.id, Reason.BAD_ROW, f"{path}: cannot read the table ({e})")]
+    recs = [failed(STAGE, f"{entry.id}/{msg.split(':')[0]}", Reason.BAD_ROW, msg) for msg in bad_lines]
+    if not items:
+        return [], recs + [failed(STAGE, entry.id, Reason.BAD_ROW, f"{path}: the table has no rows")]
+    cols = _columns({k for _, r in items for k in r})
+    missing = [c for c in REQUIRED if cols[c] is None]
+    if missing:
+        return [], recs + [failed(STAGE, entry.id, Reason.BAD_ROW,
+                                  f"{path}: missing column(s) {missing}; accepted names: "
+                                  + "; ".join(f"{c}: {ALIASES[c]}" for c in missing))]
+    fetcher = None
+    fetched: dict[str, object] = {}   # URL → Fetched or DownloadFailure: each video fetched once
+    rows, seen = [], set()
+    for n, r in tqdm(items, desc=f"table {entry.id}", unit="row", leave=False, disable=len(items) < 200):
+        where = f"{path.name} row {n}"
+        item = f"{entry.id}/row{n}"
+        try:
+            video = str(_cell(r, cols["video"])).strip()
+            if not video:
+                raise RowError(Reason.BAD_ROW, f"{where}: field 'video' is empty")
+            t0 = parse_time(_cell(r, cols["start"]), f"{where} field 'start'")
+            t1 = parse_time(_cell(r, cols["end"]), f"{where} field 'end'")
+            text = str(_cell(r, cols["text"]))
+            if not text.strip():
+                raise RowError(Reason.EMPTY_TEXT, f"{where}: field 'text' is empty", "skipped")
+            check_span(t0, t1, where, cfg.table.max_span_s)
+            split = norm_split(_cell(r, cols["split"]), where)
+            prov = Provenance(license=lic)
+            if is_url(video):
+                why = check_url(video, yc.allow_file_urls, yc.allow_private_urls)
+                if why:
+                    raise RowError(Reason.URL_REFUSED, f"{where}: {video}: {why}")
+                if video not in fetched:
+                    fetcher = fetcher or YouTubeFetcher(ctx.ws.safe_child(ctx.ws.sources, entry.id), yc, ctx.log,
+                                                        ffmpeg_for(ctx.cfg))
+                    try:
+                        vids = fetcher.list_videos(video)
+                        if len(vids) != 1:
+                            raise DownloadFailure(Reason.BAD_ROW, f"{video} lists {len(vids)} videos; a table row "
+                                                                  f"names exactly one")
+                        fetched[video] = fetcher.fetch(*vids[0])
+                    except DownloadFailure as e:
+                        fetched[video] = e
+                res = fetched[video]
+                if isinstance(res, DownloadFailure):
+                    raise RowError(res.reason, f"{where}: {res.detail}")
+                if res.archived_only or not res.parts:
+                    raise RowError(Reason.ALREADY_DOWNLOADED, f"{where}: {video} is in the download archive but "
+                                                              f"its files are gone", "skipped")
+                media, vid = res.parts[0].path, res.video_id
+                prov = provenance(res, lic)
+            else:
+                media = Path(video).expanduser()
+                media = media if media.is_absolute() else (media_root / media)
+                media = media.resolve()
+                try:
+                    vid = media.relative_to(media_root.resolve()).with_suffix("").as_posix()
+                except ValueError:
+                    vid = media.with_suffix("").name
+                if not media.exists():
+                    raise RowError(Reason.MISSING_FILE, f"{where}: field 'video': {media} does not exist")
+            pr = memo.probe(media)
+            t0, t1 = fit_span(t0, t1, pr["duration"], cfg.span_slack_s, f"{where} ({media.name})")
+            seg = segment_row(source_id=entry.id, source_kind="table", video_id=vid, video_path=media,
+                              video_hash=pr["hash"], start=t0, end=t1, text=text,
+                              speaker=str(_cell(r, cols["speaker"])), emotion=str(_cell(r, cols["emotion"])),
+                              sentiment=str(_cell(r, cols["sentiment"])), split=split, prov=prov)
+            if seg["segment_id"] in seen:
+                raise RowError(Reason.DUPLICATE_SOURCE, f"{where}: same video and span as an earlier row", "skipped")
+            seen.add(seg["segment_id"])
+            rows.append(seg)
+            recs.append(ok(STAGE, item, output=str(media)))
+        except RowError as e:
+            detail = e.detail if e.detail.startswith(where) else f"{where}: {e.detail}"
+            fn = skipped if e.status == "skipped" else failed
+            recs.append(fn(STAGE, item, e.reason, detail))
+    return rows, recs

@@ -1,0 +1,240 @@
+"""The yt-dlp route against a real loopback HTTP server (127.0.0.1 only): a page with <video> and
+<track>, a direct mp4, a 404, a 429 and a truncated transfer each end in the right record; reruns
+resume from the archive and done markers; spans download only their sections."""
+from __future__ import annotations
+
+import http.server
+import json
+import shutil
+import threading
+from pathlib import Path
+
+import pytest
+import yaml
+
+from extract.ingest import ingest_manifest
+from extract.sources.youtube import classify
+from pipeline.config import load_config
+from pipeline.context import StageContext
+from pipeline.manifest import load_manifest
+from pipeline.records import Reason
+
+FAST = ["sources.youtube.allow_private_urls=true", "sources.youtube.sleep_s=0",
+        "sources.youtube.rate_limit_per_min=0", "sources.youtube.retries=1", "sources.youtube.backoff_s=0",
+        "sources.youtube.socket_timeout_s=5"]
+
+ROLLING_HTML = """<!DOCTYPE html><html><head><title>rolling captions page</title></head><body>
+<video src="clip.mp4"><track kind="captions" srclang="en" src="rolling.en.vtt"></video></body></html>"""
+
+
+class _Handler(http.server.SimpleHTTPRequestHandler):
+    hits: list[str] = []
+
+    def log_message(self, *a):   # keep test output clean
+        pass
+
+    def do_GET(self):
+        type(self).hits.append(self.path)
+        if self.path.startswith("/ratelimited"):
+            self.send_response(429)
+            self.send_header("Retry-After", "0")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        if self.path.startswith("/truncated.mp4"):
+            data = (Path(self.directory) / "clip.mp4").read_bytes()
+            self.send_response(200)
+            self.send_header("Content-Type", "video/mp4")
+            self.send_header("Content-Length", str(len(data)))   # promises more than it sends
+            self.end_headers()
+            self.wfile.write(data[: len(data) // 3])
+            self.close_connection = True
+            return
+        super().do_GET()
+
+
+@pytest.fixture(scope="module")
+def server(sample_dir, tmp_path_factory):
+    root = tmp_path_factory.mktemp("www")
+    for f in (sample_dir / "web").iterdir():
+        shutil.copy(f, root / f.name)
+    (root / "rolling.html").write_text(ROLLING_HTML)
+    handler = type("H", (_Handler,), {"hits": []})
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), lambda *a: handler(*a, directory=str(root)))
+    t = threading.Thread(target=srv.serve_forever, daemon=True)
+    t.start()
+    try:
+        yield f"http://127.0.0.1:{srv.server_address[1]}", handler
+    finally:
+        srv.shutdown()
+        srv.server_close()
+        t.join(5)
+
+
+def _run(tmp_path, ws, sources, overrides=FAST):
+    p = tmp_path / "m.yaml"
+    p.write_text(yaml.safe_dump({"name": "yt", "license": "CC-BY-4.0", "sources": sources}))
+    m = load_manifest(p)
+    ctx = StageContext(load_config(None, list(overrides)), ws, ws.new_run_dir())
+    return ingest_manifest(m, ctx)
+
+
+def _by_item(recs):
+    return {r.item_id: r for r in recs}
+
+
+@pytest.mark.parametrize("msg,reason", [
+    ("ERROR: [youtube] abc: Video unavailable. This video has been removed by the uploader", Reason.DL_UNAVAILABLE),
+    ("ERROR: [youtube] abc: Private video. Sign in if you've been granted access", Reason.DL_UNAVAILABLE),
+    ("ERROR: [youtube] abc: The uploader has not made this video available in your country", Reason.DL_GEO),
+    ("ERROR: [youtube] abc: Sign in to confirm your age. This video may be inappropriate for some users.",
+     Reason.DL_AGE),
+    ("ERROR: [youtube] abc: Sign in to confirm you’re not a bot. Use --cookies", Reason.DL_RATE_LIMITED),
+    ("ERROR: Unable to download webpage: HTTP Error 429: Too Many Requests", Reason.DL_RATE_LIMITED),
+    ("ERROR: Unable to download webpage: <urlopen error [Errno -3] Temporary failure in name resolution>",
+     Reason.DL_NETWORK),
+    ("ERROR: [download] Got error: 17160 bytes read, 34322 more expected", Reason.DL_NETWORK),
+    ("ERROR: something nobody has seen before", Reason.DL_UNKNOWN),
+])
+def test_classify(msg, reason):
+    assert classify(msg) is reason
+
+
+def test_loopback_downloads_and_failures(server, sample_dir, tmp_path, workspace):
+    base, handler = server
+    src = {"id": "web", "kind": "youtube",
+           "urls": [f"{base}/index.html", f"{base}/rolling.html", f"{base}/clip.mp4", f"{base}/missing.mp4",
+                    f"{base}/ratelimited.mp4", f"{base}/truncated.mp4", "file:///etc/hostname",
+                    "gopher://example.com/x"]}
+    n0 = len(handler.hits)
+    df, recs = _run(tmp_path, workspace, [src])
+    assert handler.hits[n0:].count("/index.html") == 1   # the listing's extraction is reused to download
+    r = _by_item(recs)
+    assert r["web/index-1"].ok and r["web/index-1"].figures["caption_kind"] == "manual"
+    assert r["web/rolling-1"].ok and r["web/rolling-1"].figures["rolling"] is True
+    assert r["web/clip"].reason is Reason.NO_CAPTIONS           # a direct mp4 has no captions
+    assert r[f"web/{base}/missing.mp4"].reason is Reason.DL_UNAVAILABLE
+    rl = r[f"web/{base}/ratelimited.mp4"]
+    assert rl.reason is Reason.DL_RATE_LIMITED and rl.figures["attempts"] == 2   # retried once: transient
+    assert sum(h.startswith("/ratelimited") for h in handler.hits) == 2
+    assert r["web/truncated"].reason is Reason.DL_NETWORK and r["web/truncated"].status.value == "failed"
+    assert r["web/file:///etc/hostname"].reason is Reason.URL_REFUSED
+    assert "allow_file_urls" in r["web/file:///etc/hostname"].detail
+    assert r["web/gopher://example.com/x"].reason is Reason.URL_REFUSED
+
+    idx = json.loads((sample_dir / "sample.json").read_text())
+    sents = next(c for c in idx["clips"] if c["kind"] == "web")["sentences"]
+    page = df[df.video_id == "index-1"]
+    assert list(page["text"]) == [s["text"] for s in sents]
+    assert list(page["start"]) == pytest.approx([s["start"] for s in sents], abs=0.01)
+    row = page.iloc[0]
+    assert row["url"] == f"{base}/index.html" and row["title"].startswith("wordsmile sample clip")
+    assert json.loads(row["tool_versions"])["yt-dlp"] and row["downloaded_at"] and row["license"] == "CC-BY-4.0"
+    assert Path(row["video_path"]).exists() and len(row["video_hash"]) == 64
+    folder = workspace.sources / "web" / "index-1"
+    assert (folder / "index-1.info.json").exists() and (folder / "index-1.en.vtt").exists()
+    # rolling auto captions: repeats removed, word times kept, the same sentences recovered
+    roll = df[df.video_id == "rolling-1"]
+    assert " ".join(roll["text"]).split() == " ".join(s["text"] for s in sents).split()
+    assert all(json.loads(w) for w in roll["words"])
+
+    # rerun: nothing is downloaded again (archive + done markers), same table
+    n_before = len(handler.hits)
+    df2, recs2 = _run(tmp_path, workspace, [src | {"urls": src["urls"][:3]}])
+    assert not [h for h in handler.hits[n_before:] if h.endswith((".mp4", ".vtt", ".html"))]
+    assert df2.reset_index(drop=True).equals(df[df.video_id != "truncated"].reset_index(drop=True))
+    assert _by_item(recs2)["web/index-1"].figures["cached"] is True
+
+    # files gone but the id still in the archive: skipped on purpose, with the fix named
+    shutil.rmtree(folder)
+    _, recs3 = _run(tmp_path, workspace, [src | {"urls": [f"{base}/index.html"]}])
+    r3 = _by_item(recs3)["web/index-1"]
+    assert r3.reason is Reason.ALREADY_DOWNLOADED and "archive.txt" in r3.detail
+
+
+def test_spans_and_url_policy(server, sample_dir, tmp_path, workspace):
+    base, _ = server
+    idx = json.loads((sample_dir / "sample.json").read_text())
+    sents = next(c for c in idx["clips"] if c["kind"] == "web")["sentences"]
+    cut = round((sents[0]["end"] + sents[1]["start"]) / 2, 2)
+    src = {"id": "spans", "kind": "youtube", "urls": [f"{base}/index.html"],
+           "spans": {f"{base}/index.html": [{"start": 0.0, "end": cut}, {"start": cut, "end": 4.0}]}}
+    df, recs = _run(tmp_path, workspace, [src])
+    assert [r.reason for r in recs] == [Reason.OK, Reason.OK]
+    assert sorted(df["video_id"]) == sorted([f"index-1.0.000-{cut:.3f}", f"index-1.{cut:.3f}-4.000"])
+    second = df[df.video_id == f"index-1.{cut:.3f}-4.000"].iloc[0]
+    assert second["text"] == sents[1]["text"]
+    assert second["start"] == pytest.approx(sents[1]["start"] - cut, abs=0.02)   # in the span file's timeline
+    from extract.media import probe
+    assert probe(second["video_path"]).duration == pytest.approx(4.0 - cut, abs=0.15)
+
+    # changed spans: fetched again although the id is in the download archive
+    df, recs = _run(tmp_path, workspace, [src | {"spans": {"index-1": [{"start": 0.0, "end": cut}]}}])
+    assert [r.reason for r in recs] == [Reason.OK] and list(df["video_id"]) == [f"index-1.0.000-{cut:.3f}"]
+    assert recs[0].figures["cached"] is False
+
+    # without the opt-in, loopback addresses are refused before any request
+    _, recs = _run(tmp_path, workspace, [{"id": "priv", "kind": "youtube", "urls": [f"{base}/index.html"]}],
+                   overrides=[o for o in FAST if "allow_private" not in o])
+    assert recs[0].reason is Reason.URL_REFUSED and "allow_private_urls" in recs[0].detail
+
+
+def test_table_rows_with_urls(server, tmp_path, workspace):
+    base, _ = server
+    (tmp_path / "t.csv").write_text("video,start,end,text\n"
+                                    f"{base}/clip.mp4,0.5,1.5,Downloaded by URL.\n"
+                                    f"{base}/clip.mp4,2.0,3.0,Same video again.\n"
+                                    f"{base}/missing.mp4,0,1,Gone.\n")
+    df, recs = _run(tmp_path, workspace, [{"id": "tab", "kind": "table", "path": "t.csv"}])
+    r = _by_item(recs)
+    assert r["tab/row1"].ok and r["tab/row2"].ok and r["tab/row3"].reason is Reason.DL_UNAVAILABLE
+    assert "t.csv row 3" in r["tab/row3"].detail
+    assert set(df["video_id"]) == {"clip"} and df["url"].iloc[0] == f"{base}/clip.mp4"
+    assert (workspace.sources / "tab" / "archive.txt").read_text().count("clip") == 1
+
+
+def test_file_urls_only_when_enabled(sample_dir, tmp_path, workspace):
+    url = (sample_dir / "web" / "clip.mp4").resolve().as_uri()
+    _, recs = _run(tmp_path, workspace, [{"id": "f", "kind": "youtube", "urls": [url]}])
+    assert recs[0].reason is Reason.URL_REFUSED
+    _, recs = _run(tmp_path, workspace, [{"id": "f", "kind": "youtube", "urls": [url]}],
+                   overrides=FAST + ["sources.youtube.allow_file_urls=true"])
+    # downloaded through yt-dlp (no captions next to a bare file: skipped for that reason, files kept)
+    assert recs[0].reason is Reason.NO_CAPTIONS and (workspace.sources / "f" / "clip" / "clip.mp4").exists()
+
+
+def test_caption_choice_manual_first(tmp_path):
+    """Which written caption file a video gets: the first configured language, manual or auto."""
+    from extract.sources.youtube import YouTubeFetcher
+    from pipeline.config.sources import YouTubeConfig
+
+    folder = tmp_path / "vid"
+    folder.mkdir()
+    for name in ("vid.mp4", "vid.en.vtt", "vid.de.vtt"):
+        (folder / name).write_bytes(b"x")
+    info = {"id": "vid", "title": "T", "channel": "C", "webpage_url": "https://example.org/v",
+            "requested_downloads": [{"filepath": str(folder / "vid.mp4")}],
+            "subtitles": {"de": [{"url": "https://example.org/de.vtt"}]},
+            "automatic_captions": {"en": [{"url": "https://example.org/en-auto.vtt"}]},
+            "requested_subtitles": {"en": {"url": "https://example.org/en-auto.vtt", "ext": "vtt",
+                                           "filepath": str(folder / "vid.en.vtt")},
+                                    "de": {"url": "https://example.org/de.vtt", "ext": "vtt",
+                                           "filepath": str(folder / "vid.de.vtt")}}}
+    f = YouTubeFetcher(tmp_path, YouTubeConfig(caption_langs=["en", "de"]), ffmpeg="ffmpeg")
+    got = f._finish(folder, "vid", "https://example.org/v", [], info)
+    assert got.captions.name == "vid.en.vtt" and got.caption_kind == "auto"
+    assert got.info["uploader"] == "C" and json.loads((folder / "done.json").read_text())["captions"] == "vid.en.vtt"
+    f = YouTubeFetcher(tmp_path, YouTubeConfig(caption_langs=["de", "en"]), ffmpeg="ffmpeg")
+    got = f._finish(folder, "vid", "https://example.org/v", [], info)
+    assert got.captions.name == "vid.de.vtt" and got.caption_kind == "manual"
+
+
+def test_rate_limiter_spaces_requests():
+    import time
+
+    from extract.sources.youtube import RateLimiter
+
+    t = time.monotonic()
+    for _ in range(3):
+        RateLimiter.wait(per_min=600, sleep_s=0)   # 0.1 s apart
+    assert time.monotonic() - t >= 0.18
