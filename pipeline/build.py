@@ -267,8 +267,9 @@ class Build:
         write_parquet(self.run_dir / "records.parquet", records_frame(records))
         cache = self.cache_stats(records)
         summary = print_summary(records, title=f"wordsmile build '{self.name}' — {self.run_dir.name}")
-        summary += "\ncache: " + ", ".join(f"{k} {v['hits']} hit / {v['misses']} computed"
-                                          for k, v in cache.items()) + "\n"
+        if cache:
+            summary += "\ncache: " + ", ".join(f"{k} {v['hits']} reused / {v['misses']} computed"
+                                              for k, v in cache.items()) + "\n"
         write_text(self.run_dir / "summary.txt", summary)
         from pipeline.atomic import write_json
 

@@ -88,8 +88,12 @@ def samples_table(kept, ratios: list[float], salt: str) -> pd.DataFrame:
             r[col] = "" if v is None or (isinstance(v, float) and np.isnan(v)) else str(v)
         r.update(face_columns(str(row.get("faces_dir") or "")))
         rows.append(r)
-    df = pd.DataFrame(rows)
-    return _coerce_face(df) if not df.empty else df
+    if not rows:
+        from pipeline.assemble.writers import CORE_COLUMNS, PROVENANCE_COLUMNS
+        return pd.DataFrame({c: pd.Series(dtype=float if c in ("fps", "duration", "valid_ratio", "start", "end")
+                                          else int if c == "n_frames" else object)
+                             for c in CORE_COLUMNS + PROVENANCE_COLUMNS})
+    return _coerce_face(pd.DataFrame(rows))
 
 
 def _manifest_text(manifest) -> str:
@@ -127,8 +131,11 @@ def assemble(segments: pd.DataFrame, ctx: StageContext, name: str, records: list
 
     check_safe_id(name)
     cfg = ctx.cfg.assemble
+    warnings = []
     if cfg.min_frames > cfg.max_frames:
-        raise AssembleError(f"assemble.min_frames ({cfg.min_frames}) > assemble.max_frames ({cfg.max_frames})")
+        # not an error: an assemble-only rerun may do this on purpose; the card and report say so
+        warnings.append(f"assemble.min_frames ({cfg.min_frames}) > assemble.max_frames ({cfg.max_frames}): "
+                        f"every sample is rejected")
     for col in ("segment_id", "text", "start", "end"):
         if col not in segments.columns:
             raise AssembleError(f"segment table has no column {col!r} (columns: {list(segments.columns)})")
@@ -136,22 +143,24 @@ def assemble(segments: pd.DataFrame, ctx: StageContext, name: str, records: list
         raise AssembleError("segment table has no 'codes_dir' column: run the expressions stage first")
     todo = segments[segments["codes_dir"].fillna("").astype(str) != ""]
     rows = todo.to_dict("records")
-    kept, recs = select(rows, cfg, exclude)
+    kept, recs, first = select(rows, cfg, exclude)
     if not kept:
-        funnel = summary_frame(recs).to_dict("records")
-        raise AssembleError(f"dataset {name!r}: no sample passed the filters ({len(rows)} with codes, "
-                            f"{len(segments)} segments); rejections: {funnel}")
+        # an empty dataset is still written (with its card, report and funnel): it says why nothing passed
+        warnings.append(f"no sample passed the filters ({len(rows)} segments with codes out of "
+                        f"{len(segments)}): see the funnel for the reasons")
+        ctx.log.warning("dataset %s: %s", name, warnings[-1])
     df = samples_table(kept, cfg.split_ratios, cfg.split_salt)
-    first = kept[0][1]
+    code_space = first.code_space if first else ""
+    dims = list(first.dims) if first else []
     versions = software_versions()
     extractor = sorted({s for s in df["extractor_versions"]})
     all_records = list(records or []) + recs
     info = {
         "name": name,
         "description": getattr(manifest, "description", "") or "",
-        "code_space": first.code_space,
-        "dims": first.dims,
-        "jaw_dims": jaw_dims(first.code_space, first.dims),
+        "code_space": code_space,
+        "dims": dims,
+        "jaw_dims": jaw_dims(code_space, dims),
         "codes": "smooth" if cfg.use_smoothed else "raw",
         "config_hash": ctx.cfg.hash(),
         "assemble_config": cfg.model_dump(mode="json"),
@@ -159,7 +168,7 @@ def assemble(segments: pd.DataFrame, ctx: StageContext, name: str, records: list
         "versions": {"software": versions, "extractors": [json.loads(e) for e in extractor]},
         "sources": _sources(df, manifest),
         "funnel": summary_frame(all_records).to_dict("records"),
-        "warnings": [],
+        "warnings": warnings,
         "extra_files": sorted(extra_files or {}),
     }
     dest = ctx.ws.datasets / name
@@ -182,8 +191,18 @@ def assemble(segments: pd.DataFrame, ctx: StageContext, name: str, records: list
                                         str(r.get("faces_dir") or "")) for r, _ in kept}
         report.write_report(tmp, meta, df, cfg, media=media, log=ctx.log)
         card.write_card(tmp, meta, df)
+        readable_modes(tmp)
     ctx.log.info("assembled %s: %s", dest, {s: meta["counts"][s]["samples"] for s in SPLITS})
     return dest, recs
+
+
+def readable_modes(root: Path) -> None:
+    """Temporary files are created 0600; a dataset is meant to be read by others (and by the trainer)."""
+    import os
+
+    os.chmod(root, 0o755)
+    for p in root.rglob("*"):
+        os.chmod(p, 0o755 if p.is_dir() else 0o644)
 
 
 def _quiet_console():

@@ -2,6 +2,7 @@
 the samples table only (so a release with excluded samples regenerates an accurate card)."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pandas as pd
@@ -11,12 +12,13 @@ from pipeline.atomic import write_text
 
 # How to cite each kind of source (prose references: authors, title, venue).
 SOURCE_CITATIONS = {
-    "meld": "S. Poria, D. Hazarika, N. Majumder, G. Naik, E. Cambria, R. Mihalcea. *MELD: A Multimodal "
-            "Multi-Party Dataset for Emotion Recognition in Conversations*. ACL 2019. Clips come from the TV "
-            "series *Friends*; use is bound by MELD's licence (GPL-3.0) and the broadcaster's rights.",
-    "memor": "G. Shen, X. Wang, X. Duan, H. Li, W. Zhu. *MEmoR: A Dataset for Multimodal Emotion Reasoning in "
-             "Videos*. ACM Multimedia 2020. Available under a signed licence agreement; do not redistribute "
-             "derived data beyond what that agreement allows.",
+    "meld": "A MELD-layout source. For the MELD corpus cite S. Poria, D. Hazarika, N. Majumder, G. Naik, "
+            "E. Cambria, R. Mihalcea, *MELD: A Multimodal Multi-Party Dataset for Emotion Recognition in "
+            "Conversations*, ACL 2019; its clips come from the TV series *Friends*, so MELD's terms and the "
+            "broadcaster's rights apply.",
+    "memor": "A MEmoR-layout source. For the MEmoR corpus cite G. Shen, X. Wang, X. Duan, H. Li, W. Zhu, "
+             "*MEmoR: A Dataset for Multimodal Emotion Reasoning in Videos*, ACM Multimedia 2020; it is "
+             "licensed by signed agreement: do not redistribute derived data beyond what that agreement allows.",
     "youtube": "Each video's creator holds its rights: cite the video by its `url`, `title` and `uploader` "
                "columns, and honour takedown requests (`wordsmile release --exclude`).",
     "table": "Cite the table's original publisher as named in the `url`/`license` columns.",
@@ -58,7 +60,8 @@ def front_matter(meta: dict) -> dict:
         "tags": ["facial-expression", "text-to-expression", "emoava", meta["code_space"]],
         "source_datasets": sorted({f"{s['kind']}:{s['source_id']}" for s in meta.get("sources", [])}),
         "configs": [{"config_name": "default", "data_files": "samples.parquet"}],
-        "dataset_info": {"code_space": meta["code_space"], "D": meta["D"], "fps": meta["fps"],
+        # our own key: Hugging Face parses `dataset_info` itself (features, splits) and would reject these
+        "wordsmile": {"code_space": meta["code_space"], "D": meta["D"], "fps": meta["fps"],
                          "splits": {s: c["samples"] for s, c in meta["counts"].items()},
                          "config_hash": meta["config_hash"]},
     }
@@ -81,7 +84,7 @@ def write_card(out: Path, meta: dict, df: pd.DataFrame) -> Path:
     reasons = {k: r for k, _, r in describe(AssembleConfig)}
     cfg = meta.get("assemble_config", {})
     thresholds = _table(["setting", "value", "why"],
-                        [[f"`assemble.{k}`", f"`{v}`", reasons.get(k, "")] for k, v in cfg.items()])
+                        [[f"`assemble.{k}`", f"`{json.dumps(v)}`", reasons.get(k, "")] for k, v in cfg.items()])
     splits = _table(["split", "samples", "frames", "videos"],
                     [[s, c["samples"], c["frames"], c["videos"]] for s, c in meta["counts"].items()])
     sources = _table(["source", "kind", "licence", "samples", "videos", "split"],

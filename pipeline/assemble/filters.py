@@ -19,7 +19,7 @@ STAGE = "assemble"
 
 
 class AssembleError(ValueError):
-    """A problem with the inputs as a whole (mixed code spaces, nothing left): the build must stop."""
+    """A problem with the inputs as a whole (mixed code spaces, a bad setting): the build must stop."""
 
 
 @dataclass
@@ -134,9 +134,10 @@ def sort_key(row: dict) -> tuple:
 
 
 def select(rows: list[dict], cfg: AssembleConfig, exclude: set[str] | None = None
-           ) -> tuple[list[tuple[dict, Codes]], list[Record]]:
+           ) -> tuple[list[tuple[dict, Codes]], list[Record], Codes | None]:
     """Apply every filter to the segment rows that have codes. Rows are visited in a fixed order (source,
-    video, start) so which copy of a duplicate survives never depends on the input order."""
+    video, start) so which copy of a duplicate survives never depends on the input order. Returns the kept
+    (row, codes) pairs, one record per row, and the first readable codes (the dataset's code space)."""
     kept: list[tuple[dict, Codes]] = []
     recs: list[Record] = []
     seen: dict[tuple, str] = {}
@@ -175,4 +176,4 @@ def select(rows: list[dict], cfg: AssembleConfig, exclude: set[str] | None = Non
         seen[k] = sid
         kept.append((row, c))
         recs.append(ok(STAGE, sid, frames=int(c.codes.shape[0]), valid_ratio=round(float(c.valid.mean()), 4)))
-    return kept, recs
+    return kept, recs, space

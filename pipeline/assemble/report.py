@@ -26,15 +26,22 @@ def _save(fig: Figure, dest: Path) -> str:
     return f"report/{dest.name}"
 
 
-def _hist(df: pd.DataFrame, col: str, title: str, xlabel: str, dest: Path, vline: float | None = None) -> str:
+def _hist(df: pd.DataFrame, col: str, title: str, xlabel: str, dest: Path, vline: float | None = None,
+          discrete: bool = False) -> str:
     fig = Figure(figsize=(6, 3.2))
     ax = fig.add_subplot()
     vals = [df.loc[df["split"] == s, col].to_numpy(float) for s in SPLITS]
     allv = np.concatenate(vals) if vals else np.zeros(0)
-    bins = np.histogram_bin_edges(allv, bins=30) if allv.size else 10
+    if allv.size and discrete and allv.max() - allv.min() <= 60:
+        bins = np.arange(allv.min(), allv.max() + 2) - 0.5  # one bar per integer value
+    else:
+        bins = np.histogram_bin_edges(allv, bins=30) if allv.size else 10
     ax.hist([v for v in vals], bins=bins, stacked=True, label=list(SPLITS), color=[COLORS[s] for s in SPLITS])
-    if vline is not None:
+    # draw the limit only when the data come near it; otherwise it squeezes the histogram into a corner
+    if vline is not None and allv.size and allv.max() >= 0.5 * vline:
         ax.axvline(vline, color="k", ls="--", lw=1, label=f"limit {vline:g}")
+    elif vline is not None:
+        title += f" (limit {vline:g})"
     ax.set_title(title)
     ax.set_xlabel(xlabel)
     ax.set_ylabel("samples")
@@ -46,10 +53,13 @@ def _hist(df: pd.DataFrame, col: str, title: str, xlabel: str, dest: Path, vline
 def _dim_stats(df: pd.DataFrame, dims: list[str], dest: Path) -> str:
     tr = df[df["split"] == "train"]
     src = tr if not tr.empty else df
-    frames = np.concatenate([np.asarray(c, np.float64) for c in src["codes"]], axis=0)
-    mean, std = frames.mean(0), frames.std(0)
     fig = Figure(figsize=(max(6, 0.18 * len(dims) + 1), 3.6))
     ax = fig.add_subplot()
+    if src.empty or not dims:
+        ax.text(0.5, 0.5, "no samples", ha="center", va="center", transform=ax.transAxes)
+        return _save(fig, dest)
+    frames = np.concatenate([np.asarray(c, np.float64) for c in src["codes"]], axis=0)
+    mean, std = frames.mean(0), frames.std(0)
     x = np.arange(len(dims))
     ax.bar(x, mean, yerr=std, color="#4C72B0", ecolor="#999999", capsize=1.5)
     ax.set_xticks(x)
@@ -155,10 +165,10 @@ def write_report(out: Path, meta: dict, df: pd.DataFrame, cfg, media: dict | Non
     dims = list(meta["dims"])
     imgs = {
         "frames": _hist(df, "n_frames", "sequence length", "frames", rd / "hist_frames.png",
-                        vline=cfg.max_frames),
+                        vline=cfg.max_frames, discrete=True),
         "duration": _hist(df, "duration", "duration", "seconds", rd / "hist_duration.png"),
-        "words": _hist(df.assign(words_n=df["text"].str.split().str.len()), "words_n", "text length",
-                       "words", rd / "hist_words.png", vline=cfg.max_words),
+        "words": _hist(df.assign(words_n=[len(str(t).split()) for t in df["text"]]), "words_n", "text length",
+                       "words", rd / "hist_words.png", vline=cfg.max_words, discrete=True),
         "dims": _dim_stats(df, dims, rd / "dim_stats.png"),
     }
     funnel_png = _funnel(meta.get("funnel", []), rd / "funnel.png")

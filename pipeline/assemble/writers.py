@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import json
 import pickle
+import pickletools
 import platform
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.assemble.splits import SPLITS
-from pipeline.atomic import atomic_path, write_bytes, write_json, write_parquet
+from pipeline.atomic import write_bytes, write_json, write_parquet
 
 FORMAT_VERSION = 1
 # Parquet columns every dataset has, in this order; provenance, face_* and others follow.
@@ -31,12 +32,29 @@ STAT_FILES = ("stage1_mean.npy", "stage1_std.npy")
 
 def pickle_bytes(obj: Any, protocol: int) -> bytes:
     """Pickle with memoisation off, so the bytes depend only on the values (not on which equal strings
-    happen to be the same Python object) — the stage-1 files are reproducible byte for byte."""
+    happen to be the same Python object) — the stage-1 files are reproducible byte for byte.
+
+    numpy 2 names its array constructor `numpy._core.multiarray._reconstruct`, which numpy < 1.26 (what
+    EmoAva's environment may run) cannot import. With protocol ≤ 3 globals are plain-text GLOBAL opcodes,
+    so they are rewritten to `numpy.core.multiarray`, which every numpy (2 included) can load."""
     buf = io.BytesIO()
     p = pickle.Pickler(buf, protocol=protocol)
     p.fast = True
     p.dump(obj)
-    return buf.getvalue()
+    data = buf.getvalue()
+    return _numpy1_globals(data) if protocol <= 3 else data
+
+
+def _numpy1_globals(data: bytes) -> bytes:
+    out, last = [], 0
+    for op, arg, pos in pickletools.genops(data):
+        if op.name == "GLOBAL" and arg.startswith("numpy._core."):
+            module, name = arg.split(" ", 1)
+            out.append(data[last:pos])
+            out.append(b"c" + module.replace("numpy._core.", "numpy.core.", 1).encode() + b"\n" + name.encode() + b"\n")
+            last = pos + 1 + len(module) + 1 + len(name) + 1
+    out.append(data[last:])
+    return b"".join(out)
 
 
 def npy_bytes(a: np.ndarray) -> bytes:
@@ -104,8 +122,19 @@ def software_versions() -> dict[str, str]:
         try:
             out[pkg] = version(pkg)
         except PackageNotFoundError:
-            out[pkg] = "unknown"
+            out[pkg] = _repo_version() if pkg == "wordsmile" else "unknown"
     return out
+
+
+def _repo_version() -> str:
+    """wordsmile's version from pyproject.toml when run from a checkout that is not pip-installed."""
+    import tomllib
+
+    p = Path(__file__).resolve().parents[2] / "pyproject.toml"
+    try:
+        return str(tomllib.loads(p.read_text(encoding="utf-8"))["project"]["version"])
+    except (OSError, KeyError, ValueError):
+        return "unknown"
 
 
 def write_dataset(out: Path, df: pd.DataFrame, info: dict, protocol: int, std_floor: float) -> dict:
@@ -172,4 +201,4 @@ def read_info(dataset_dir: Path) -> dict:
 
 
 __all__ = ["write_dataset", "read_samples", "read_info", "pickle_bytes", "train_stats", "split_order",
-           "parquet_frame", "codes_from_parquet", "software_versions", "atomic_path"]
+           "parquet_frame", "codes_from_parquet", "software_versions"]

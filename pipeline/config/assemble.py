@@ -17,21 +17,20 @@ class AssembleConfig(Section):
     max_words: int = F(66, "EmoAva's longest text has 66 words; longer spans are usually merged captions", ge=1)
     # code sanity
     code_bounds: dict[str, list[float]] = F(
-        {"arkit52": [-0.01, 1.01], "flame53": [-12.0, 12.0]},
-        "per code space [min, max] a code may take; ARKit scores live in [0, 1], FLAME coefficients beyond ±12 are fitting failures")
+        {"arkit52": [-0.1, 1.1], "flame53": [-12.0, 12.0]},
+        "per code space [min, max]: ARKit scores live in [0, 1] (smoothing overshoots by a few hundredths); "
+        "FLAME coefficients beyond ±12 are fitting failures")
     # splits and statistics
     split_ratios: list[float] = F([0.8, 0.1, 0.1], "train/dev/test by source video when a source has no split")
     split_salt: str = F("", "changing it reshuffles the hashed split of every video; keep it fixed across versions")
     std_floor: float = F(1e-4, "floor for stage1_std so constant dims do not divide by zero", gt=0)
-    pickle_protocol: int = F(4, "readable by every Python 3 EmoAva setup; fixed so the stage-1 bytes are reproducible",
-                             ge=2, le=5)
+    pickle_protocol: int = F(3, "readable by every Python 3 and (with numpy.core names) every numpy; fixed so "
+                                "the stage-1 bytes are reproducible", ge=3, le=5)
     # card and report
     language: list[str] = F(["en"], "ISO 639-1 codes of the texts, written into the dataset card")
     report_samples: int = F(6, "sample utterances shown with code curves (and thumbnails) in report.html", ge=0)
     thumbnails: bool = F(True, "decode one frame per shown sample for a face thumbnail (needs the source video)")
     thumbnail_size: int = F(160, "longer side in pixels of a report thumbnail", ge=32, le=1024)
-    # release
-    release_tar: bool = F(False, "also write releases/NAME-VERSION.tar.gz (deterministic) beside the folder")
 
     @field_validator("split_ratios")
     @classmethod

@@ -1,0 +1,184 @@
+"""Releases: immutability, checksums, tamper detection, restricted unpickling, publish, --exclude, CLI."""
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import stat
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from pipeline.release import ReleaseError, publish, read_stage1, release, safe_load_pickle, verify, write_sums
+from pipeline.workspace import Workspace
+from test_assemble import build
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    out, _, _ = build(tmp_path_factory.mktemp("rel") / "ws")
+    return out
+
+
+@pytest.fixture(scope="module")
+def rel(dataset):
+    ws = Workspace(dataset.parent.parent)
+    return release(dataset, ws, "0.1.0", tar=True)
+
+
+def _writable(p: Path) -> None:
+    os.chmod(p, stat.S_IRUSR | stat.S_IWUSR)
+
+
+def test_release_is_complete_verified_and_immutable(dataset, rel):
+    assert rel.name == "demo-0.1.0" and verify(rel) == []
+    names = {p.relative_to(rel).as_posix() for p in rel.rglob("*") if p.is_file()}
+    for f in ("SHA256SUMS", "dataset.json", "samples.parquet", "README.md", "report.html", "stage1_mean.npy",
+              "train_stage1_exps.pkl", "provenance/config.yaml", "provenance/release.json",
+              "provenance/run_summary.txt", "licenses/talk.txt", "licenses/meld.txt"):
+        assert f in names, f
+    # the release holds the dataset's files unchanged
+    for f in ("train_stage1_exps.pkl", "samples.parquet", "stage1_std.npy"):
+        assert (rel / f).read_bytes() == (dataset / f).read_bytes()
+    sums = (rel / "SHA256SUMS").read_text().splitlines()
+    assert len(sums) == len(names) - 1 and all(len(line.split("  ")[0]) == 64 for line in sums)
+    assert not os.access(rel / "dataset.json", os.W_OK) or os.geteuid() == 0
+    assert stat.S_IMODE((rel / "dataset.json").stat().st_mode) == 0o444
+    with pytest.raises(FileExistsError, match="immutable"):
+        release(dataset, Workspace(dataset.parent.parent), "0.1.0")
+    # the deterministic archive verifies too
+    tgz = rel.parent / "demo-0.1.0.tar.gz"
+    assert tgz.is_file() and verify(tgz) == []
+    texts, exps = read_stage1(rel, "dev")
+    assert len(texts) == len(exps) and exps[0].dtype == np.float32
+
+
+def test_tampered_release_fails_and_names_the_file(dataset, tmp_path):
+    ws = Workspace(tmp_path / "ws")
+    r = release(dataset, ws, "1.0")
+    target = r / "train_stage1_exps.pkl"
+    _writable(target)
+    data = bytearray(target.read_bytes())
+    data[-20] ^= 0xFF
+    target.write_bytes(bytes(data))
+    (r / "extra.txt").write_text("sneaked in")
+    problems = verify(r)
+    assert any(p.startswith("train_stage1_exps.pkl: hash mismatch") for p in problems), problems
+    assert any(p.startswith("extra.txt: not listed") for p in problems)
+    with pytest.raises(ReleaseError, match="train_stage1_exps.pkl"):
+        read_stage1(r, "train")
+    (r / "extra.txt").unlink()
+    _writable(r / "dataset.json")
+    (r / "dataset.json").unlink()
+    assert any(p.startswith("dataset.json: missing") for p in verify(r))
+
+
+class _Evil:
+    def __reduce__(self):
+        return (os.system, ("echo pwned > /dev/null",))
+
+
+def test_malicious_pickle_with_matching_hash_is_refused(dataset, tmp_path):
+    # someone rebuilds SHA256SUMS after planting a code-executing pickle: the restricted unpickler refuses it
+    ws = Workspace(tmp_path / "ws")
+    r = release(dataset, ws, "2.0")
+    bad = r / "test_stage1_text.pkl"
+    _writable(bad)
+    bad.write_bytes(pickle.dumps([_Evil()]))
+    _writable(r / "SHA256SUMS")
+    write_sums(r)
+    problems = verify(r)
+    assert any("test_stage1_text.pkl" in p and "not allowed" in p for p in problems), problems
+    with pytest.raises(ReleaseError, match="posix.system|os.system|not allowed"):
+        safe_load_pickle(bad)
+    obj = tmp_path / "obj.pkl"
+    obj.write_bytes(pickle.dumps([np.array([{"a": 1}], dtype=object)]))
+    with pytest.raises(ReleaseError):
+        safe_load_pickle(obj)
+
+
+def test_publish_to_local_folder_and_file_url(rel, tmp_path):
+    dest = publish(rel, str(tmp_path / "mirror"))
+    assert Path(dest) == tmp_path / "mirror" / rel.name and verify(dest) == []
+    url = publish(rel, f"file://{tmp_path / 'bucket'}")
+    assert url == f"file://{tmp_path / 'bucket'}/{rel.name}" and verify(tmp_path / "bucket" / rel.name) == []
+    with pytest.raises(FileExistsError):
+        publish(rel, str(tmp_path / "mirror"))
+    # an unverified folder is never published
+    broken = tmp_path / "mirror" / rel.name
+    (broken / "stray.bin").write_bytes(b"x")
+    with pytest.raises(ReleaseError, match="stray.bin"):
+        publish(broken, str(tmp_path / "elsewhere"))
+    assert not (tmp_path / "elsewhere" / rel.name).exists()
+
+
+def test_exclude_removes_exactly_the_listed_ids(dataset, tmp_path):
+    ws = Workspace(tmp_path / "ws")
+    before = pd.read_parquet(dataset / "samples.parquet")
+    drop = ["v01s1", "meld2", "meld0"]
+    ids = tmp_path / "optout.txt"
+    ids.write_text("# takedown requests\nv01s1\nmeld2  # dev sample\n\nmeld0\nnot-a-sample\n")
+    r = release(dataset, ws, "1.1", exclude=ids)
+    assert verify(r) == []
+    after = pd.read_parquet(r / "samples.parquet")
+    assert set(before["sample_id"]) - set(after["sample_id"]) == set(drop)
+    assert len(after) == len(before) - 3
+    # the remaining rows are unchanged, in the same relative order
+    kept = before[~before.sample_id.isin(drop)].reset_index(drop=True)
+    pd.testing.assert_series_equal(kept["text"], after["text"])
+    texts = sum((safe_load_pickle(r / f"{s}_stage1_text.pkl") for s in ("train", "dev", "test")), [])
+    assert texts == list(after["text"])
+    info = json.loads((r / "dataset.json").read_text())
+    assert info["excluded"] == {"listed": 4, "removed": 3}
+    assert sum(c["samples"] for c in info["counts"].values()) == len(after)
+    exc = json.loads((r / "provenance" / "excluded.json").read_text())
+    assert exc["not_found"] == ["not-a-sample"] and sorted(exc["removed"]) == sorted(drop)
+    # statistics recomputed over the remaining train frames
+    tr = np.concatenate([np.stack(c) for c in after[after.split == "train"]["codes"]]).astype(np.float64)
+    np.testing.assert_allclose(np.load(r / "stage1_mean.npy"), tr.mean(0), rtol=1e-6, atol=1e-7)
+    assert str(len(after)) in (r / "README.md").read_text()
+
+
+def test_cli_release_verify_publish(dataset, tmp_path):
+    import typer
+    from typer.testing import CliRunner
+
+    from pipeline import release as rel_mod
+
+    app = typer.Typer()
+    rel_mod.register(app)
+    runner = CliRunner()
+    for cmd in ("release", "verify", "publish"):
+        res = runner.invoke(app, [cmd, "--help"])
+        assert res.exit_code == 0 and "Usage" in res.output
+    ws = tmp_path / "ws"
+    res = runner.invoke(app, ["release", str(dataset), "--version", "3.0", "-w", str(ws)])
+    assert res.exit_code == 0, res.output
+    out = ws / "releases" / "demo-3.0"
+    assert runner.invoke(app, ["verify", str(out)]).exit_code == 0
+    res = runner.invoke(app, ["release", str(dataset), "--version", "3.0", "-w", str(ws)])
+    assert res.exit_code == 2 and "immutable" in res.output
+    res = runner.invoke(app, ["publish", str(out), str(tmp_path / "pub")])
+    assert res.exit_code == 0, res.output
+    f = tmp_path / "pub" / "demo-3.0" / "stage1_mean.npy"
+    f.write_bytes(f.read_bytes()[:-4] + b"\0\0\0\0")
+    res = runner.invoke(app, ["verify", str(f.parent)])
+    assert res.exit_code == 1 and "stage1_mean.npy" in res.output
+
+
+def test_extra_files_and_empty_dataset_release(tmp_path):
+    # the runner's arkit52 rig travels with the dataset and survives an --exclude rewrite
+    rig = tmp_path / "rig.npz"
+    np.savez(rig, basis=np.ones((52, 3), np.float32))
+    out, _, _ = build(tmp_path / "ws", extra_files={"rig.npz": rig}, n_videos=2)
+    assert (out / "rig.npz").read_bytes() == rig.read_bytes()
+    assert json.loads((out / "dataset.json").read_text())["extra_files"] == ["rig.npz"]
+    ids = tmp_path / "ids.txt"
+    ids.write_text("v00s0\n")
+    r = release(out, Workspace(tmp_path / "ws"), "1.0", exclude=ids)
+    assert verify(r) == [] and (r / "rig.npz").read_bytes() == rig.read_bytes()
+    # a dataset where nothing passed still releases and verifies (its card says why)
+    empty, _, _ = build(tmp_path / "ws-empty", overrides=["assemble.min_frames=100000"], n_videos=1)
+    assert verify(release(empty, Workspace(tmp_path / "ws-empty"), "0.0.1")) == []
