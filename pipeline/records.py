@@ -10,7 +10,7 @@ from typing import Any, Iterable
 
 
 class Status(str, Enum):
-    OK = "ok"
+    OK = "ok"  # the item produced its result
     SKIPPED = "skipped"   # a deliberate rejection (filter, policy): the input is fine, it just does not qualify
     FAILED = "failed"     # something broke: unreadable file, network error, bug
 
@@ -20,49 +20,49 @@ class Reason(str, Enum):
     CACHED = "cached"                          # (informational) result taken from the stage cache
     # ingest: downloads
     DL_UNAVAILABLE = "download.unavailable"    # removed, private, deleted, 404
-    DL_GEO = "download.geo_blocked"
-    DL_AGE = "download.age_gated"
+    DL_GEO = "download.geo_blocked"  # not available in this country
+    DL_AGE = "download.age_gated"  # needs sign-in to confirm age
     DL_RATE_LIMITED = "download.rate_limited"  # HTTP 429, bot check
     DL_NETWORK = "download.network"            # DNS, refused, timeout, truncated transfer
-    DL_UNKNOWN = "download.unknown"
+    DL_UNKNOWN = "download.unknown"  # a download error of no known class: the detail has the message
     URL_REFUSED = "download.url_refused"       # file:// or private address without opt-in, bad scheme
     ALREADY_DOWNLOADED = "download.archived"   # in the download archive: skipped on purpose
     # ingest: inputs and transcripts
-    MISSING_FILE = "input.missing_file"
+    MISSING_FILE = "input.missing_file"  # a file the source names is not on disk (MELD clip, table video)
     BAD_ROW = "input.bad_row"                  # malformed table/CSV/JSON row
     BAD_TIME = "input.bad_time"                # unparsable, zero, negative or implausible span
-    EMPTY_TEXT = "input.empty_text"
-    NO_CAPTIONS = "input.no_captions"
-    BAD_CAPTIONS = "input.bad_captions"
-    DUPLICATE_SOURCE = "input.duplicate"
+    EMPTY_TEXT = "input.empty_text"  # a row or caption with no text
+    NO_CAPTIONS = "input.no_captions"  # a clip or video without captions in the configured languages
+    BAD_CAPTIONS = "input.bad_captions"  # a caption file that cannot be read or holds no usable cue
+    DUPLICATE_SOURCE = "input.duplicate"  # the same video or row listed twice: kept once
     # media
     MEDIA_UNREADABLE = "media.unreadable"      # corrupt, truncated, zero bytes, not a media file
     MEDIA_NO_VIDEO = "media.no_video"          # audio-only
     MEDIA_SPAN = "media.span_outside"          # segment span outside the media duration
     # faces
-    NO_FACE = "faces.no_face"
+    NO_FACE = "faces.no_face"  # no face found in the segment
     MULTIPLE_FACES = "faces.multiple_faces"    # strict policy: a second face
-    NO_DOMINANT = "faces.no_dominant_face"
-    NO_SPEAKER = "faces.speaker_undecided"
-    LOW_PRESENCE = "faces.low_presence"
-    FACE_TOO_SMALL = "faces.too_small"
-    HEAD_POSE = "faces.head_pose"
-    BLURRY = "faces.blurry"
-    JITTER = "faces.jitter"
-    TOO_SHORT = "faces.track_too_short"
+    NO_DOMINANT = "faces.no_dominant_face"  # dominant policy: several faces and none clearly the main one
+    NO_SPEAKER = "faces.speaker_undecided"  # speaker policy: no face's mouth follows the audio by the margin
+    LOW_PRESENCE = "faces.low_presence"  # the kept face is visible in too few frames
+    FACE_TOO_SMALL = "faces.too_small"  # the kept face is smaller than the minimum size
+    HEAD_POSE = "faces.head_pose"  # head turned too far (yaw/pitch/roll) too often
+    BLURRY = "faces.blurry"  # the face crop is too blurred
+    JITTER = "faces.jitter"  # landmarks jump between frames more than allowed
+    TOO_SHORT = "faces.track_too_short"  # the face track is too short to carry expression
     # expressions
-    BACKEND_ERROR = "expressions.backend_error"
-    NO_CODES = "expressions.no_valid_frames"
+    BACKEND_ERROR = "expressions.backend_error"  # the expression backend failed on this segment
+    NO_CODES = "expressions.no_valid_frames"  # no frame produced a valid code
     # assembly filters
-    TOO_FEW_FRAMES = "filter.too_few_frames"
-    TOO_MANY_FRAMES = "filter.too_many_frames"
-    LOW_VALID_RATIO = "filter.low_valid_ratio"
-    TEXT_EMPTY = "filter.text_empty"
-    TEXT_NO_LETTERS = "filter.text_no_letters"
-    TEXT_TOO_LONG = "filter.text_too_long"
-    DUPLICATE = "filter.duplicate"
-    NON_FINITE = "filter.non_finite_codes"
-    OUT_OF_RANGE = "filter.out_of_range_codes"
+    TOO_FEW_FRAMES = "filter.too_few_frames"  # fewer frames than assemble.min_frames
+    TOO_MANY_FRAMES = "filter.too_many_frames"  # more frames than assemble.max_frames (EmoAva would truncate)
+    LOW_VALID_RATIO = "filter.low_valid_ratio"  # too few frames with a valid face/code
+    TEXT_EMPTY = "filter.text_empty"  # the utterance text is empty
+    TEXT_NO_LETTERS = "filter.text_no_letters"  # the text has no letters (only digits, symbols, music notes)
+    TEXT_TOO_LONG = "filter.text_too_long"  # more words than assemble.max_words
+    DUPLICATE = "filter.duplicate"  # same text, video and span as an earlier sample
+    NON_FINITE = "filter.non_finite_codes"  # NaN or infinite codes
+    OUT_OF_RANGE = "filter.out_of_range_codes"  # codes outside the code space's plausible bounds
     EXCLUDED = "filter.excluded"               # listed in an opt-out / takedown file
     UPSTREAM = "upstream.not_ok"               # an earlier stage did not produce this item
     ERROR = "internal.error"                   # an unexpected exception (bug): detail has the traceback tail

@@ -28,7 +28,7 @@ class ModelConfig(Section):
     grad_clip: float = F(1.0, "clip the global gradient norm; the per-step KL can spike early in training", gt=0)
     amp: bool = F(True, "bfloat16 autocast on CUDA (no effect on CPU); the paper preset is 4x faster with it")
     threads: int = F(2, "torch CPU threads; development machines have 2 shared cores", ge=1)
-    eval_every: int = F(500, "optimiser steps between dev evaluations and checkpoints (also at the end)", ge=1)
+    eval_every: int = F(200, "optimiser steps between dev evaluations and checkpoints (also at the end)", ge=1)
     # loss
     jaw_weight: float = F(5.0, "EmoAva weights the jaw dims x5 in the per-frame distance: jaw motion is small but visible", gt=0)
     kl_weight: float = F(1.0, "weight of the per-step KL(posterior || prior); EmoAva uses 1", ge=0)
