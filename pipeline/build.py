@@ -228,7 +228,9 @@ class Build:
         if not dirs:
             return {}
         rig_path = self.run_dir / "rig.npz"
-        fit_rig_from_entries(dirs, rig_path, self.cfg)
+        if fit_rig_from_entries(dirs, rig_path, self.cfg) is None:  # too few valid frames to fit one
+            log.warning("no rig.npz: too few valid face frames to fit the blendshape rig")
+            return {}
         return {"rig.npz": rig_path}
 
     # -- everything

@@ -21,20 +21,23 @@ class ExpressionsConfig(Section):
     channels_last: bool = F(True, "NHWC convolutions use tensor cores better on CUDA; ignored on CPU")
     # flame53 crops when the faces entry has no crops.npy
     crop_size: int = F(224, "DECA/EMOCA encoders take 224x224 crops", ge=32)
-    crop_box_factor: float = F(1.1, "DECA: box side = 1.1 x mean(w, h) of the landmark box", gt=0)
-    crop_scale: float = F(1.25, "DECA: the square crop is 1.25 x that side, so the whole head fits", gt=0)
+    crop_scale: float = F(1.25, "DECA: the square crop is 1.25 x 1.1 x mean(w, h) of the landmark box (head fits)",
+                          gt=0)
     decode_max_side: int = F(0, "cap on the decoded frame side for cropping (0 = original size: sharper crops)", ge=0)
     # temporal processing
     fps: float = F(25.0, "dataset frame rate codes are resampled to (0 = keep the track's rate); EmoAva is ~24-25",
                    ge=0)
     max_gap: int = F(5, "fill gaps of at most this many frames by linear interpolation (0.2 s at 25 fps); longer "
                         "gaps stay missing", ge=0)
+    trim_ends: bool = F(True, "drop leading/trailing frames without a usable code: they carry no expression, and "
+                              "NaN ends would make assembly reject the whole sample")
     smoothing: Literal["none", "savgol", "one_euro"] = F(
         "savgol", "per-frame regressors jitter; Savitzky-Golay keeps peaks, one-euro is causal")
     savgol_window: int = F(7, "Savitzky-Golay window in frames (odd): ~0.28 s at 25 fps, below a syllable", ge=3)
     savgol_order: int = F(2, "Savitzky-Golay polynomial order: 2 keeps onsets without ringing", ge=1)
     one_euro_min_cutoff: float = F(1.0, "one-euro minimum cutoff (Hz): lower = smoother at rest", gt=0)
-    one_euro_beta: float = F(0.05, "one-euro speed coefficient: higher = less lag on fast motion", ge=0)
+    one_euro_beta: float = F(0.5, "one-euro speed coefficient: at 0.5 a code moving 5 units/s gets a ~3.5 Hz "
+                                               "cutoff, enough for speech", ge=0)
     one_euro_d_cutoff: float = F(1.0, "one-euro cutoff (Hz) of the derivative filter (the paper's default)", gt=0)
     # arkit52 linear rig
     rig_alpha: float = F(1e-3, "ridge penalty of the blendshape -> landmark-offset map (canonical units, ~unit RMS)",
