@@ -26,18 +26,20 @@ $(VENV)/.setup-done: pyproject.toml
 	$(VENV)/bin/wordsmile models install
 	touch $@
 
+MODEL ?= $(WS)/models/sample-small
+
 demo: setup
 	$(VENV)/bin/wordsmile sample make $(SAMPLE)
 	$(VENV)/bin/wordsmile build manifests/sample.yaml -w $(WS)
-	$(VENV)/bin/wordsmile release $(WS)/datasets/sample --workspace $(WS) --version demo-$$(date +%Y%m%d%H%M%S)
-	$(VENV)/bin/wordsmile verify $$(ls -d $(WS)/releases/sample-demo-* | tail -1)
-	$(VENV)/bin/wordsmile train $(WS)/datasets/sample --config small --max-minutes 1.5 --out $(WS)/models/sample-small
-	$(VENV)/bin/wordsmile sample $(WS)/models/sample-small/best.pt -n 1 --out $(WS)/models/sample-small/samples.json \
+	v=demo-$$(date -u +%Y%m%d%H%M%S); \
+	  $(VENV)/bin/wordsmile release $(WS)/datasets/sample -w $(WS) --version $$v --tar && \
+	  $(VENV)/bin/wordsmile verify $(WS)/releases/sample-$$v
+	$(VENV)/bin/wordsmile train $(WS)/datasets/sample --config small --minutes 1.5 --out $(MODEL)
+	$(VENV)/bin/wordsmile sample $(MODEL)/best.pt -n 2 --out $(MODEL)/samples.parquet \
 	    --text "I can't believe you did that!" --text "Thank you so much." --text "What are you talking about?"
-	$(VENV)/bin/wordsmile evaluate $(WS)/models/sample-small/best.pt $(WS)/datasets/sample --split test
-	$(VENV)/bin/wordsmile render $(WS)/models/sample-small/best.pt $(WS)/datasets/sample --text "Thank you so much." \
-	    --out $(WS)/models/sample-small/render.mp4
-	@echo "demo done: dataset $(WS)/datasets/sample, release $$(ls -d $(WS)/releases/sample-demo-* | tail -1), model $(WS)/models/sample-small"
+	$(VENV)/bin/wordsmile evaluate $(MODEL)/best.pt --split test
+	$(VENV)/bin/wordsmile render $(MODEL)/best.pt --split test --index 0 --out $(MODEL)/test0.mp4 --curves $(MODEL)/test0.png
+	@echo "demo done: dataset $(WS)/datasets/sample (card README.md, report.html), releases in $(WS)/releases, model and video in $(MODEL)"
 
 test: setup
 	$(PY) -m pytest -q

@@ -14,6 +14,12 @@ from typing import Any, Iterator
 TMP_PREFIX = ".tmp-"
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def _fsync_dir(path: Path) -> None:
     try:
         fd = os.open(path, os.O_RDONLY)
@@ -39,6 +45,7 @@ def atomic_path(dest: str | os.PathLike, suffix: str | None = None) -> Iterator[
                                 dir=dest.parent)
     os.close(fd)
     tmp = Path(name)
+    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; outputs are meant to be shared
     try:
         yield tmp
         if tmp.exists():
@@ -61,6 +68,7 @@ def atomic_dir(dest: str | os.PathLike, replace: bool = False) -> Iterator[Path]
     if dest.exists() and not replace:
         raise FileExistsError(f"{dest} already exists")
     tmp = Path(tempfile.mkdtemp(prefix=TMP_PREFIX + dest.name + ".", dir=dest.parent))
+    os.chmod(tmp, 0o777 & ~_umask())
     try:
         yield tmp
         if dest.exists():
