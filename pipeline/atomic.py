@@ -14,10 +14,18 @@ from typing import Any, Iterator
 TMP_PREFIX = ".tmp-"
 
 
-def _umask() -> int:
+def _read_umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+# read once at import: os.umask() is process-wide, so reading it later could race with other threads
+_UMASK = _read_umask()
+
+
+def _umask() -> int:
+    return _UMASK
 
 
 def _fsync_dir(path: Path) -> None:
