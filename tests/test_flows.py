@@ -29,7 +29,7 @@ def _manifest(tmp_path: Path, sample_dir: Path, broken: bool = False) -> Path:
     if broken:
         bad = tmp_path / "broken"
         bad.mkdir(exist_ok=True)
-        good = sorted(table.glob("*.mp4"))[0]
+        good = sorted(table.glob("clips/*.mp4"))[0]
         data = good.read_bytes()
         (bad / "corrupt.mp4").write_bytes(data[: len(data) // 3][:200] + b"\0" * 4096)
         (bad / "t.csv").write_text("video,start,end,text\ncorrupt.mp4,0.0,2.0,This clip is broken.\n"
