@@ -1,0 +1,217 @@
+"""Face stage throughput and memory (issue 4 benchmark).
+
+    python benchmarks/bench_faces.py                 # 10-minute 720p clip, 60 s throughput spans
+    python benchmarks/bench_faces.py --minutes 2 --seconds 30 --json out.json
+
+Figures, all from one run:
+  decode      frames/s of extract.media.decode alone (25 fps, longest side 640)
+  landmarker  frames/s of the crop landmarker alone on frames decoded beforehand (boxes known)
+  stage       frames/s of extract.faces.stage.analyse (decode + cuts + detector + tracker + landmarker)
+  memory      peak RSS of a process running analyse() over the whole long clip
+  workers     total frames/s with 2 processes vs 1 (each process analyses the same span)
+
+"Per core" = frames / CPU seconds (user + system, this process and its ffmpeg children), so the
+figure does not depend on how busy the machine's other cores are; wall-clock rates are printed too.
+The long clip is the generated 1280x720 talking clip (extract/samplegen.py, talk_03) looped with
+stream copy, so building it costs no encoding.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+
+REAL_FPS = 25.0
+
+
+def cpu_seconds() -> float:
+    s, c = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return s.ru_utime + s.ru_stime + c.ru_utime + c.ru_stime
+
+
+class Timer:
+    def __enter__(self):
+        self.w0, self.c0 = time.perf_counter(), cpu_seconds()
+        return self
+
+    def __exit__(self, *exc):
+        self.wall = time.perf_counter() - self.w0
+        self.cpu = cpu_seconds() - self.c0
+
+
+def make_long_clip(dest: Path, minutes: float) -> Path:
+    from extract.media import ffmpeg_exe
+    from extract.samplegen import make_sample
+
+    sample = make_sample(dest.parent / "sample", parts=["folder"])
+    src = dest.parent / "sample" / "folder" / "talk_03.mp4"
+    dur = next(c["duration"] for c in sample["clips"] if c["path"].endswith("talk_03.mp4"))
+    loops = int(np.ceil(minutes * 60 / dur))
+    subprocess.run([ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y", "-stream_loop", str(loops - 1),
+                    "-i", str(src), "-t", f"{minutes * 60:.3f}", "-c", "copy", str(dest)], check=True)
+    return dest
+
+
+def rate(n: int, t: Timer) -> dict:
+    return {"frames": n, "wall_s": round(t.wall, 3), "cpu_s": round(t.cpu, 3),
+            "fps_wall": round(n / t.wall, 1), "fps_per_core": round(n / max(t.cpu, 1e-9), 1)}
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory (VmHWM). Not ru_maxrss: Linux carries that over fork and
+    exec, so a spawned child would report its parent's peak."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def bench_decode(clip: Path, seconds: float, cfg) -> dict:
+    from extract.media import decode
+
+    n = 0
+    with Timer() as t:
+        for b in decode(clip, 0.0, seconds, fps=cfg.analysis_fps, max_side=cfg.max_side):
+            n += len(b.frames)
+    return rate(n, t)
+
+
+def bench_landmarker(clip: Path, seconds: float, cfg) -> dict:
+    from extract.faces.stage import load_models
+    from extract.media import decode
+
+    det, lm = load_models(cfg)
+    frames = np.concatenate([b.frames for b in decode(clip, 0.0, seconds, fps=cfg.analysis_fps,
+                                                      max_side=cfg.max_side)])
+    box = det.detect(frames[0])[0]
+    boxes = []
+    for f in frames:          # boxes from the previous frame's landmarks, as the tracker uses them
+        r = lm.run(f, box)
+        box = r.box if r is not None else box
+        boxes.append(box)
+    with Timer() as t:
+        for f, b in zip(frames, boxes):
+            lm.run(f, b)
+    return rate(len(frames), t)
+
+
+def bench_stage(clip: Path, seconds: float, cfg) -> dict:
+    from extract.faces.stage import analyse, load_models
+
+    load_models(cfg)
+    with Timer() as t:
+        a = analyse(clip, 0.0, seconds, cfg)
+    out = rate(a.n, t)
+    out["tracks"] = len(a.tracks)
+    out["detector_frames"] = a.stats["n_detect"]
+    return out
+
+
+def _memory_child(clip: str, q) -> None:
+    from extract.faces.stage import analyse, evaluate
+    from pipeline.config import load_config
+
+    from extract.faces.stage import load_models
+
+    cfg = load_config().faces
+    load_models(cfg)
+    base = peak_rss_mb()   # imports + models
+    with Timer() as t:
+        a = analyse(clip, 0.0, None, cfg)
+        evaluate(a, cfg, None)
+    q.put({**rate(a.n, t), "peak_rss_mb": round(peak_rss_mb(), 1),
+             "rss_after_model_load_mb": round(base, 1)})
+
+
+def _worker(clip: str, seconds: float, ready, go, results) -> None:
+    from extract.faces.stage import analyse, load_models
+    from pipeline.config import load_config
+
+    cfg = load_config().faces
+    load_models(cfg)           # model loading is not part of the throughput
+    ready.put(os.getpid())
+    go.wait()                  # start together
+    a = analyse(clip, 0.0, seconds, cfg)
+    results.put(a.n)
+
+
+def bench_workers(clip: Path, seconds: float, k: int) -> dict:
+    ctx = mp.get_context("spawn")
+    ready, results, go = ctx.Queue(), ctx.Queue(), ctx.Event()
+    ps = [ctx.Process(target=_worker, args=(str(clip), seconds, ready, go, results)) for _ in range(k)]
+    for p in ps:
+        p.start()
+    for _ in ps:
+        ready.get(timeout=300)
+    w0 = time.perf_counter()
+    go.set()
+    n = sum(results.get(timeout=1800) for _ in ps)
+    wall = time.perf_counter() - w0
+    for p in ps:
+        p.join()
+    return {"workers": k, "frames": n, "wall_s": round(wall, 3), "fps_wall": round(n / wall, 1)}
+
+
+def main(argv=None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--clip", type=Path, help="a video to use instead of the generated long clip")
+    ap.add_argument("--minutes", type=float, default=10.0, help="length of the generated 720p clip")
+    ap.add_argument("--seconds", type=float, default=60.0, help="span for the throughput figures")
+    ap.add_argument("--landmarker-seconds", type=float, default=20.0, help="frames held in memory for it")
+    ap.add_argument("--skip-memory", action="store_true")
+    ap.add_argument("--skip-workers", action="store_true")
+    ap.add_argument("--json", type=Path, help="also write the figures here")
+    args = ap.parse_args(argv)
+
+    from pipeline.config import load_config
+
+    cfg = load_config().faces
+    with tempfile.TemporaryDirectory(prefix="bench-faces-") as td:
+        clip = args.clip or make_long_clip(Path(td) / "long.mp4", args.minutes)
+        from extract.media import probe
+
+        info = probe(clip)
+        res: dict = {"clip": {"path": str(args.clip or "generated"), "duration_s": round(info.duration, 2),
+                              "size": [info.width, info.height], "fps": round(info.fps, 3)},
+                     "cpu_count": os.cpu_count()}
+        res["decode"] = bench_decode(clip, args.seconds, cfg)
+        print("decode     ", res["decode"], flush=True)
+        res["landmarker"] = bench_landmarker(clip, args.landmarker_seconds, cfg)
+        print("landmarker ", res["landmarker"], flush=True)
+        res["stage"] = bench_stage(clip, args.seconds, cfg)
+        print("stage      ", res["stage"], flush=True)
+        s, lmk = res["stage"]["fps_per_core"], res["landmarker"]["fps_per_core"]
+        res["ratios"] = {"stage_vs_landmarker": round(s / lmk, 3), "stage_x_realtime_per_core": round(s / REAL_FPS, 2)}
+        if not args.skip_workers:
+            one = bench_workers(clip, args.seconds / 2, 1)
+            two = bench_workers(clip, args.seconds / 2, 2)
+            res["workers"] = {"one": one, "two": two, "speedup": round(two["fps_wall"] / one["fps_wall"], 2)}
+            print("workers    ", res["workers"], flush=True)
+        if not args.skip_memory:
+            ctx = mp.get_context("spawn")
+            q = ctx.Queue()
+            p = ctx.Process(target=_memory_child, args=(str(clip), q))
+            p.start()
+            res["memory"] = q.get(timeout=3600)
+            p.join()
+            print("memory     ", res["memory"], flush=True)
+    print("ratios     ", res["ratios"])
+    if args.json:
+        args.json.write_text(json.dumps(res, indent=2) + "\n")
+    return res
+
+
+if __name__ == "__main__":
+    main()

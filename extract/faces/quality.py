@@ -1,0 +1,112 @@
+"""Quality figures of a face track and the checks that reject a segment.
+
+Head pose comes from the rotation part of the landmarker's facial transformation matrix (the
+translation is relative to the crop, so it is not used). Sharpness is the variance of the Laplacian
+of the gray 256² landmarker crop's face part: small or out-of-focus faces, upsampled, score low.
+Jitter is the landmarks' median deviation from their own 5-frame running median, relative to face
+size: real expression motion is smooth and barely deviates, tracking noise does.
+"""
+from __future__ import annotations
+
+import numpy as np
+from scipy.ndimage import median_filter
+
+from pipeline.records import Reason
+
+
+def euler_deg(transform: np.ndarray) -> np.ndarray:
+    """(n, 3) yaw, pitch, roll in degrees from (n, 4, 4) transforms (R = Rz(roll)·Ry(yaw)·Rx(pitch))."""
+    R = np.asarray(transform, np.float64)[..., :3, :3]
+    # remove any scale the matrix carries
+    R = R / np.linalg.norm(R, axis=-2, keepdims=True).clip(1e-9)
+    pitch = np.arctan2(R[..., 2, 1], R[..., 2, 2])
+    yaw = np.arctan2(-R[..., 2, 0], np.hypot(R[..., 2, 1], R[..., 2, 2]))
+    roll = np.arctan2(R[..., 1, 0], R[..., 0, 0])
+    return np.degrees(np.stack([yaw, pitch, roll], axis=-1))
+
+
+def face_sizes(box: np.ndarray) -> np.ndarray:
+    b = np.asarray(box, np.float64)
+    return np.maximum(b[:, 2] - b[:, 0], b[:, 3] - b[:, 1])
+
+
+def jitter(landmarks: np.ndarray, valid: np.ndarray, sizes: np.ndarray) -> float:
+    """Median over valid frames of mean |landmark − 5-frame running median| / face size."""
+    idx = np.flatnonzero(valid)
+    if len(idx) < 5:
+        return 0.0
+    xy = np.asarray(landmarks[idx, :, :2], np.float32)
+    dev = np.empty(len(idx))
+    # in chunks (with the filter's 2-frame reach on each side): a 10-minute track stays small
+    step = 1024
+    for s in range(0, len(idx), step):
+        a, b = max(0, s - 2), min(len(idx), s + step + 2)
+        med = median_filter(xy[a:b], size=(5, 1, 1), mode="nearest")
+        d = np.linalg.norm(xy[a:b] - med, axis=-1).mean(axis=1)
+        e = min(s + step, len(idx))
+        dev[s:e] = d[s - a:e - a]
+    dev /= np.maximum(sizes[idx], 1.0)
+    # runs across a gap are not adjacent frames: ignore the frames next to gaps
+    ok = np.ones(len(idx), bool)
+    jumps = np.flatnonzero(np.diff(idx) > 1)
+    for j in jumps:
+        ok[max(0, j - 1):j + 3] = False
+    return float(np.median(dev[ok])) if ok.any() else float(np.median(dev))
+
+
+def figures(d: dict, n: int, scale: float) -> dict:
+    """Quality figures of one dense track (see tracks.dense) over a segment of n frames. Sizes are
+    in original pixels (analysis px / scale)."""
+    v = d["valid"]
+    sizes = face_sizes(d["box"]) / scale
+    ypr = euler_deg(d["transform"][v]) if v.any() else np.zeros((0, 3))
+    sharp = d["sharpness"][v]
+    q = {
+        "n_frames": int(n),
+        "n_valid": int(v.sum()),
+        "n_bridged": int(d["bridged"].sum()),
+        "presence": round(float(v.mean()) if n else 0.0, 4),
+        "face_px_median": round(float(np.median(sizes[v])) if v.any() else 0.0, 1),
+        "face_px_min": round(float(np.min(sizes[v])) if v.any() else 0.0, 1),
+        "sharpness_median": round(float(np.median(sharp)) if len(sharp) else 0.0, 2),
+        "jitter_median": round(jitter(d["landmarks"], v, face_sizes(d["box"])), 5),
+    }
+    for k, name in enumerate(("yaw", "pitch", "roll")):
+        col = ypr[:, k] if len(ypr) else np.zeros(1)
+        q[f"{name}_median"] = round(float(np.median(col)), 2)
+        q[f"{name}_abs_median"] = round(float(np.median(np.abs(col))), 2)
+        q[f"{name}_abs_max"] = round(float(np.max(np.abs(col))), 2)
+    return q
+
+
+def per_frame(d: dict, scale: float) -> dict:
+    """Per-frame series for quality.json (None where the track has no measured landmarks)."""
+    v = d["valid"]
+    ypr = euler_deg(d["transform"])
+    series = {"face_px": face_sizes(d["box"]) / scale, "sharpness": d["sharpness"],
+              "yaw": ypr[:, 0], "pitch": ypr[:, 1], "roll": ypr[:, 2]}
+    return {k: [round(float(x), 1) if ok else None for x, ok in zip(arr, v)] for k, arr in series.items()}
+
+
+def check(q: dict, cfg) -> tuple[Reason, str] | None:
+    """The first failed quality check as (reason, detail naming the figure), or None."""
+    if q["n_valid"] < cfg.min_track_frames:
+        return Reason.TOO_SHORT, (f"face track has landmarks in {q['n_valid']} frames, "
+                                  f"below min_track_frames {cfg.min_track_frames}")
+    if q["presence"] < cfg.min_presence:
+        return Reason.LOW_PRESENCE, (f"kept face present in {q['presence']:.0%} of {q['n_frames']} frames, "
+                                     f"below min_presence {cfg.min_presence:.0%}")
+    if q["face_px_median"] < cfg.min_face_size_px:
+        return Reason.FACE_TOO_SMALL, (f"median face size {q['face_px_median']:.0f} px, "
+                                       f"below min_face_size_px {cfg.min_face_size_px}")
+    for name, lim in (("yaw", cfg.max_abs_yaw), ("pitch", cfg.max_abs_pitch), ("roll", cfg.max_abs_roll)):
+        if q[f"{name}_abs_median"] > lim:
+            return Reason.HEAD_POSE, (f"median |{name}| {q[f'{name}_abs_median']:.0f} deg, "
+                                      f"above max_abs_{name} {lim:.0f}")
+    if q["sharpness_median"] < cfg.min_sharpness:
+        return Reason.BLURRY, (f"median crop sharpness {q['sharpness_median']:.1f}, "
+                               f"below min_sharpness {cfg.min_sharpness}")
+    if q["jitter_median"] > cfg.max_jitter:
+        return Reason.JITTER, (f"median landmark jitter {q['jitter_median']:.3f} of face size, "
+                               f"above max_jitter {cfg.max_jitter}")
+    return None

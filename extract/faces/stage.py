@@ -1,0 +1,204 @@
+"""The face stage: per utterance segment, find, track and choose the face, and store its landmarks,
+blendshapes and head transforms in the stage cache (docs/faces.md, ARCHITECTURE.md "Faces output").
+
+One decode pass at the analysis rate and size feeds the cut detector, the full-range detector and
+the crop landmarker. Models are loaded once per process.
+"""
+from __future__ import annotations
+
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.atomic import save_npz, write_json
+from pipeline.records import Reason, Record, Status
+
+STAGE = "faces"
+CODE_VERSION = "1"
+
+_MODEL_PATHS: dict = {}
+
+
+def load_models(cfg):
+    """(detector, landmarker) singletons for this process, installing the model files if needed."""
+    from extract.faces.detect import get_detector
+    from extract.faces.landmarks import get_landmarker
+    from extract.models import ensure_models
+
+    key = (cfg.landmarker_path, cfg.detector_path)
+    if key not in _MODEL_PATHS:   # verify (hash) the files once per process, not per segment
+        try:
+            _MODEL_PATHS[key] = ensure_models({"face_landmarker": cfg.landmarker_path,
+                                               "face_detector_full_range": cfg.detector_path})
+        except Exception as e:    # remembered: every later segment fails fast with the same message
+            _MODEL_PATHS[key] = e
+    paths = _MODEL_PATHS[key]
+    if isinstance(paths, Exception):
+        raise paths
+    return (get_detector(paths["face_detector_full_range"], cfg.detect_min_conf),
+            get_landmarker(paths["face_landmarker"], cfg.crop_scale, cfg.crop_px))
+
+
+@dataclass
+class Analysis:
+    n: int                       # analysed frames
+    fps: float
+    t: np.ndarray                # (n,) seconds from the segment start
+    scale: float                 # analysis px / original px
+    cuts: list                   # frame indices starting a new shot
+    tracks: list                 # extract.faces.tracks.Track
+    faces_per_frame: np.ndarray  # (n,) tracked faces with landmarks on each frame
+    stats: dict = field(default_factory=dict)
+
+
+def analyse(path, start: float, end: float | None, cfg, info=None) -> Analysis:
+    """Decode [start, end) once and track every face in it."""
+    from extract.faces.shots import ShotDetector
+    from extract.faces.tracks import Tracker
+    from extract.media import decode
+
+    detector, landmarker = load_models(cfg)
+    shots = ShotDetector(cfg.shot_threshold, max(1, int(round(cfg.shot_min_len_s * cfg.analysis_fps))))
+    tracker = Tracker(detector, landmarker, cfg.detect_every, cfg.min_face_px, cfg.link_iou, cfg.merge_iou,
+                      cfg.max_gap)
+    ts, scale, i = [], 1.0, 0
+    t0 = time.perf_counter()
+    for batch in decode(path, start, end, fps=cfg.analysis_fps, max_side=cfg.max_side, info=info):
+        scale = batch.scale
+        for frame, tt in zip(batch.frames, batch.t):
+            _, cut = shots.update(frame)
+            if cut:
+                tracker.cut()
+            tracker.step(i, frame)
+            ts.append(tt - start)
+            i += 1
+    tracks = tracker.finish()
+    per_frame = np.zeros(i, int)
+    for tr in tracks:
+        per_frame[np.asarray(tr.frames, int)] += 1
+    return Analysis(n=i, fps=cfg.analysis_fps, t=np.asarray(ts, np.float64), scale=scale, cuts=shots.cuts,
+                    tracks=tracks, faces_per_frame=per_frame,
+                    stats={"n_detect": tracker.n_detect, "n_landmark": tracker.n_landmark,
+                           "unconfirmed_detections": tracker.unconfirmed,
+                           "seconds": round(time.perf_counter() - t0, 3)})
+
+
+def _output_arrays(d: dict, a: Analysis, cfg) -> dict:
+    """track.npz fields (ARCHITECTURE.md) for the kept dense track, in original pixels."""
+    from extract.faces.tracks import smooth_boxes
+
+    s = a.scale
+    lm = d["landmarks"].copy()
+    lm /= s                                           # x, y and the px-scaled z
+    box = smooth_boxes(d["box"] / s, d["valid"], cfg.box_smooth_sigma)
+    return {"t": a.t.astype(np.float64), "box": box.astype(np.float32), "landmarks": lm.astype(np.float16),
+            "transform": d["transform"].astype(np.float32), "blendshapes": d["blendshapes"].astype(np.float32),
+            "valid": d["valid"].astype(bool), "fps": np.float64(a.fps)}
+
+
+def crops_for(path, start, end, arrays: dict, cfg, info=None) -> np.ndarray:
+    """DECA crops of the kept track: a second decode at crop_max_side (sharper than analysis frames)."""
+    from extract.faces.crops import crop_frames, deca_crop_box
+    from extract.faces.tracks import smooth_boxes
+    from extract.media import decode
+
+    lm = arrays["landmarks"].astype(np.float32)
+    boxes = np.array([deca_crop_box(x[:, :2]) for x in lm], np.float64)
+    boxes = smooth_boxes(boxes, arrays["valid"], cfg.box_smooth_sigma).astype(np.float64)
+    n = len(boxes)
+    out = np.zeros((n, 224, 224, 3), np.uint8)
+    i = 0
+    for b in decode(path, start, end, fps=cfg.analysis_fps, max_side=cfg.crop_max_side, info=info):
+        k = min(len(b.frames), n - i)
+        if k <= 0:
+            break
+        bx = boxes[i:i + k] * b.scale
+        out[i:i + k] = crop_frames(b.frames[:k], bx)
+        i += k
+    return out
+
+
+def evaluate(a: Analysis, cfg, loudness=None):
+    """Policy + quality on an analysis: (Decision, kept dense track or None, quality figures, failure)."""
+    from extract.faces import quality
+    from extract.faces.select import decide
+    from extract.faces.tracks import dense
+
+    ds = [dense(tr, a.n, cfg.max_gap) for tr in a.tracks]
+    dec = decide(ds, a.n, cfg.policy, cfg, a.scale, loudness)
+    figs = {"decision": dec.reason.value, "decision_detail": dec.detail, **dec.figures,
+            "n_frames": a.n, "cuts": list(a.cuts), **a.stats}
+    if dec.keep is None:
+        return dec, None, figs, (dec.reason, dec.detail)
+    d = ds[dec.keep]
+    q = quality.figures(d, a.n, a.scale)
+    figs.update(q)
+    figs["per_frame"] = quality.per_frame(d, a.scale)
+    return dec, d, figs, quality.check(q, cfg)
+
+
+def _loudness_fn(path, start, end, a: Analysis, rate: int, info):
+    def fn():
+        from extract.faces.select import loudness_envelope
+        from extract.media import read_audio
+
+        audio = read_audio(path, start, end, rate=rate, info=info)
+        return loudness_envelope(audio, rate, a.t, a.fps) if len(audio) else None
+    return fn
+
+
+def process_segment(seg: dict, ctx) -> Record:
+    """One segment row → Record (ok / skipped with a face reason / failed). Never raises."""
+    cfg = ctx.cfg.faces
+    seg_id = str(seg.get("segment_id", ""))
+    try:
+        start, end = float(seg["start"]), float(seg["end"])
+        cache = ctx.cache(STAGE, CODE_VERSION, cfg.model_dump(mode="json"))
+        key = cache.key(seg["video_hash"], f"{start:.3f}", f"{end:.3f}")
+        entry = cache.get(key)
+        if entry is not None:
+            rec = Record.load(entry / "record.json")
+            rec.output = str(entry) if rec.ok else rec.output
+            return rec
+        from extract.media import probe
+
+        path = Path(seg["video_path"])
+        info = probe(path, timeout=ctx.cfg.media.probe_timeout_s)
+        a = analyse(path, start, end, cfg, info=info)
+        dec, d, figs, fail = evaluate(a, cfg, _loudness_fn(path, start, end, a, ctx.cfg.media.audio_rate, info))
+        small = {k: v for k, v in figs.items() if not isinstance(v, (list, dict))}
+        dest = cache.path(key)
+        if fail is not None:
+            rec = Record(STAGE, seg_id, Status.SKIPPED, fail[0], fail[1], small, "")
+        else:
+            rec = Record(STAGE, seg_id, Status.OK, Reason.OK, dec.detail, small, str(dest))
+        with cache.put(key, meta={"segment_id": seg_id}) as tmp:
+            if d is not None and fail is None:
+                arrays = _output_arrays(d, a, cfg)
+                save_npz(tmp / "track.npz", **arrays)
+                if cfg.save_crops:
+                    np.save(tmp / "crops.npy", crops_for(path, start, end, arrays, cfg, info))
+            write_json(tmp / "quality.json", figs)
+            write_json(tmp / "record.json", rec.to_json())
+        return rec
+    except Exception as e:  # one bad segment must not stop the run
+        from extract.media import MediaError
+
+        if isinstance(e, MediaError):
+            return Record(STAGE, seg_id, Status.FAILED, e.reason, str(e), {}, "")
+        tb = "".join(traceback.format_exception(type(e), e, e.__traceback__)[-3:])
+        ctx.log.warning("faces: segment %s failed: %s", seg_id, e)
+        return Record(STAGE, seg_id, Status.FAILED, Reason.ERROR, f"{type(e).__name__}: {e} | {tb[-800:]}", {}, "")
+
+
+def load_track(entry: str | Path) -> dict:
+    """The arrays of a faces cache entry's track.npz."""
+    with np.load(Path(entry) / "track.npz") as z:
+        return {k: z[k] for k in z.files}
+
+
+__all__ = ["STAGE", "CODE_VERSION", "process_segment", "analyse", "evaluate", "load_models", "load_track",
+           "Analysis", "crops_for"]

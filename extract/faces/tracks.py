@@ -1,0 +1,187 @@
+"""Face tracks: an online tracker over the decoded frames, and dense per-frame arrays per track.
+
+Each active track is followed by the landmarker on a crop around its previous landmark box (cheap,
+and more precise than re-detecting). The full-range detector runs every `detect_every` frames, after
+a cut, and whenever no track is active; detections that overlap no track (IoU < link_iou) start new
+tracks once the landmarker confirms a face there. A track that loses its face for more than `max_gap`
+frames ends; shorter gaps are bridged (interpolated, marked invalid). Cuts end every track, so no
+track spans two shots.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy.ndimage import gaussian_filter1d
+
+from extract.faces import BLENDSHAPE_NAMES
+
+
+def iou(a, b) -> float:
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    ua = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return float(inter / ua) if ua > 0 else 0.0
+
+
+@dataclass
+class Track:
+    tid: int
+    shot: int
+    frames: list = field(default_factory=list)      # frame indices with landmarks
+    landmarks: list = field(default_factory=list)   # (478, 3) float32 per frame, analysis px
+    blendshapes: list = field(default_factory=list)
+    transforms: list = field(default_factory=list)
+    boxes: list = field(default_factory=list)       # landmark boxes, analysis px
+    sharpness: list = field(default_factory=list)
+    last_box: np.ndarray | None = None
+    misses: int = 0
+    active: bool = True
+
+    def add(self, i: int, r) -> None:
+        self.frames.append(i)
+        self.landmarks.append(r.landmarks)
+        self.blendshapes.append(r.blendshapes)
+        self.transforms.append(r.transform)
+        self.boxes.append(r.box)
+        self.sharpness.append(r.sharpness)
+        self.last_box = r.box
+        self.misses = 0
+
+    @property
+    def n(self) -> int:
+        return len(self.frames)
+
+    def size(self) -> float:
+        """Median face size (longer side of the landmark box, analysis px)."""
+        b = np.asarray(self.boxes)
+        return float(np.median(np.maximum(b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]))) if len(b) else 0.0
+
+
+class Tracker:
+    def __init__(self, detector, landmarker, detect_every: int = 5, min_face_px: float = 40,
+                 link_iou: float = 0.3, merge_iou: float = 0.5, max_gap: int = 12):
+        self.detector = detector
+        self.landmarker = landmarker
+        self.detect_every = max(1, int(detect_every))
+        self.min_face_px = float(min_face_px)
+        self.link_iou = float(link_iou)
+        self.merge_iou = float(merge_iou)
+        self.max_gap = int(max_gap)
+        self.tracks: list[Track] = []
+        self.shot = 0
+        self._last_detect = -10 ** 9
+        self.n_detect = 0               # frames the detector ran on
+        self.n_landmark = 0             # landmarker calls
+        self.unconfirmed = 0            # detections the landmarker found no face in
+
+    def active(self) -> list[Track]:
+        return [t for t in self.tracks if t.active]
+
+    def cut(self) -> None:
+        for t in self.active():
+            t.active = False
+        self.shot += 1
+        self._last_detect = -10 ** 9   # detect on the first frame of the new shot
+
+    def step(self, i: int, frame: np.ndarray) -> None:
+        # follow existing tracks from their last box
+        for t in self.active():
+            self.n_landmark += 1
+            r = self.landmarker.run(frame, t.last_box)
+            if r is not None:
+                t.add(i, r)
+            else:
+                t.misses += 1
+                if t.misses > self.max_gap:
+                    t.active = False
+        self._dedupe()
+        live = [t for t in self.active() if t.frames and t.frames[-1] == i]
+        if i - self._last_detect >= self.detect_every or not live:
+            self._last_detect = i
+            self.n_detect += 1
+            for d in self.detector.detect(frame):
+                if max(d[2] - d[0], d[3] - d[1]) < self.min_face_px:
+                    continue
+                if any(t.last_box is not None and iou(d, t.last_box) >= self.link_iou for t in self.active()):
+                    continue
+                self.n_landmark += 1
+                r = self.landmarker.run(frame, d)
+                if r is None or iou(d, r.box) < self.link_iou:
+                    self.unconfirmed += 1
+                    continue
+                if any(iou(r.box, t.last_box) >= self.merge_iou for t in self.active()):
+                    continue
+                t = Track(tid=len(self.tracks), shot=self.shot)
+                t.add(i, r)
+                self.tracks.append(t)
+
+    def _dedupe(self) -> None:
+        """Two tracks drifting onto one face: keep the older (longer history)."""
+        act = self.active()
+        for a in range(len(act)):
+            for b in range(a + 1, len(act)):
+                ta, tb = act[a], act[b]
+                if ta.active and tb.active and iou(ta.last_box, tb.last_box) >= self.merge_iou:
+                    (tb if tb.n <= ta.n else ta).active = False
+
+    def finish(self) -> list[Track]:
+        for t in self.tracks:
+            t.active = False
+        return [t for t in self.tracks if t.n]
+
+
+def _interp_gaps(x: np.ndarray, have: np.ndarray, fill: np.ndarray) -> None:
+    """Linear interpolation along axis 0 in place for rows where `fill` is True, from rows in `have`."""
+    idx = np.flatnonzero(have)
+    if len(idx) == 0:
+        return
+    tgt = np.flatnonzero(fill)
+    if len(tgt) == 0:
+        return
+    flat = x.reshape(len(x), -1)
+    pos = np.searchsorted(idx, tgt)
+    lo = idx[np.clip(pos - 1, 0, len(idx) - 1)]
+    hi = idx[np.clip(pos, 0, len(idx) - 1)]
+    w = np.where(hi > lo, (tgt - lo) / np.maximum(hi - lo, 1), 0.0)[:, None]
+    flat[tgt] = flat[lo] * (1 - w) + flat[hi] * w
+
+
+def dense(track: Track, n: int, max_gap: int) -> dict:
+    """Per-frame arrays over the segment's n frames for one track.
+
+    `valid`: landmarks measured on that frame. `bridged`: a gap of ≤ max_gap frames inside the
+    track, linearly interpolated. Other frames (before/after the track, longer gaps) hold the nearest
+    measured values, so every array is finite; consumers use `valid`."""
+    f = np.asarray(track.frames, int)
+    valid = np.zeros(n, bool)
+    valid[f] = True
+    lm = np.zeros((n, 478, 3), np.float32)
+    bs = np.zeros((n, len(BLENDSHAPE_NAMES)), np.float32)
+    tf = np.zeros((n, 4, 4), np.float32)
+    box = np.zeros((n, 4), np.float32)
+    sh = np.full(n, np.nan, np.float32)
+    lm[f] = np.stack(track.landmarks)
+    bs[f] = np.stack(track.blendshapes)
+    tf[f] = np.stack(track.transforms)
+    box[f] = np.stack(track.boxes)
+    sh[f] = track.sharpness
+    bridged = np.zeros(n, bool)
+    for a, b in zip(f[:-1], f[1:]):
+        if 1 < b - a <= max_gap + 1:
+            bridged[a + 1:b] = True
+    rest = ~valid
+    for arr in (lm, bs, tf, box):
+        _interp_gaps(arr, valid, rest)   # inside: interpolation; outside: nearest (edge hold)
+    return {"valid": valid, "bridged": bridged, "landmarks": lm, "blendshapes": bs, "transform": tf,
+            "box": box, "sharpness": sh, "first": int(f[0]), "last": int(f[-1])}
+
+
+def smooth_boxes(box: np.ndarray, have: np.ndarray, sigma: float) -> np.ndarray:
+    """Gaussian-smoothed boxes (n, 4) after filling frames without a measurement by interpolation."""
+    b = np.asarray(box, np.float64).copy()
+    _interp_gaps(b, have, ~have)
+    if sigma > 0 and len(b) > 1:
+        b = gaussian_filter1d(b, sigma, axis=0, mode="nearest")
+    return b.astype(np.float32)
