@@ -287,7 +287,7 @@ def decode(path: str | os.PathLike, start: float = 0.0, end: float | None = None
         filters.append(f"fps={fps!r}")
     if (ow, oh) != (W, H):
         filters.append(f"scale={ow}:{oh}:flags=area")
-    filters.append("showinfo")  # prints each output frame's pts on stderr: the true timestamps
+    filters.append("showinfo=checksum=0")  # each output frame's true pts on stderr (no plane checksums: they cost ~20% of decode)
     args = [_ffmpeg(), "-hide_banner", "-nostdin", "-nostats", "-loglevel", "info"]
     if start > 0:
         args += ["-ss", f"{start:.6f}"]  # input seek; ffmpeg then decodes up to the exact start
