@@ -46,8 +46,10 @@ def deploy():
     if not api:
         typer.secho("error: set PREFECT_API_URL (e.g. http://127.0.0.1:4200/api) to your server", fg="red", err=True)
         raise typer.Exit(2)
-    o = load_config().orchestration
-    setup(prefect_env(api), download=o.download_concurrency, gpu=o.gpu_concurrency)
+    cfg = load_config()
+    o = cfg.orchestration
+    setup(prefect_env(api), download=o.download_concurrency, gpu=o.gpu_concurrency,
+          youtube_per_min=cfg.sources.youtube.rate_limit_per_min)
     typer.echo("deployed; start a worker with: prefect worker start --pool wordsmile")
 
 

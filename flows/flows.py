@@ -19,6 +19,7 @@ from prefect.artifacts import create_markdown_artifact  # noqa: E402
 from prefect.logging import get_run_logger  # noqa: E402
 from prefect.task_runners import ThreadPoolTaskRunner  # noqa: E402
 
+from flows.local import YOUTUBE_LIMIT  # noqa: E402
 from flows.tasks import default_task_for, funnel_artifact, make_ingest_task, prefect_mapper  # noqa: E402
 from pipeline.build import STAGES, Build, ingest_item  # noqa: E402
 
@@ -102,6 +103,8 @@ def _build_flow(name: str, default_stages: list[str]):
 @flow(name="build-run")
 def _inner(manifest: str, workspace: str, config: Optional[str], overrides: list[str], stages: list[str],
            force: list[str], name: Optional[str]):
+    # downloads share the server-wide 'youtube' rate limit (created by flows.local.setup) across workers
+    overrides = [f"sources.youtube.global_limit={YOUTUBE_LIMIT}", *overrides]
     return _run_build(Build(manifest, workspace, config, overrides, force, name), stages)
 
 

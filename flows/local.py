@@ -17,6 +17,7 @@ from typing import Iterator
 
 REPO = Path(__file__).resolve().parent.parent
 POOL = "wordsmile"
+YOUTUBE_LIMIT = "youtube"  # the flows pass it as sources.youtube.global_limit
 
 
 def prefect_bin() -> str:
@@ -84,12 +85,15 @@ def local_server(port: int | None = None, home: Path | None = None, log: Path | 
             out.close()
 
 
-def setup(env: dict, download: int = 2, gpu: int = 1) -> None:
-    """Create the work pool, deploy every flow in prefect.yaml and set the tag concurrency limits."""
+def setup(env: dict, download: int = 2, gpu: int = 1, youtube_per_min: int = 20) -> None:
+    """Create the work pool, deploy every flow in prefect.yaml, set the `download` and `gpu` tag
+    concurrency limits and the server-wide `youtube` rate limit (one slot, decaying at per_min/60 s)."""
     run([prefect_bin(), "work-pool", "create", POOL, "--type", "process", "--overwrite"], env)
     run([prefect_bin(), "--no-prompt", "deploy", "--all"], env, timeout=600)
     for tag, n in (("download", download), ("gpu", gpu)):
         run([prefect_bin(), "concurrency-limit", "create", tag, str(n)], env, check=False)
+    run([prefect_bin(), "global-concurrency-limit", "create", YOUTUBE_LIMIT, "--limit", "1",
+         "--slot-decay-per-second", f"{max(youtube_per_min, 1) / 60.0:.4f}"], env, check=False)
 
 
 def run_deployment(env: dict, name: str, params: dict | None = None, timeout: float = 1800) -> str:

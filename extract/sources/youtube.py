@@ -131,6 +131,26 @@ class RateLimiter:
             time.sleep(delay)
 
 
+_warned_global = False
+
+
+def _global_rate_limit(name: str, log) -> None:
+    """Take a slot of a Prefect server-wide rate limit (a global concurrency limit with slot decay,
+    created by `wordsmile prefect deploy`), so every worker on every machine shares one YouTube pace.
+    The per-process RateLimiter above still applies; if the server cannot be reached we go on with it."""
+    global _warned_global
+    if not name:
+        return
+    try:
+        from prefect.concurrency.sync import rate_limit
+
+        rate_limit(name, strict=False)
+    except Exception as e:  # noqa: BLE001 - pacing is best effort; the local limiter still holds
+        if not _warned_global:
+            _warned_global = True
+            log.warning("global rate limit %r unavailable (%s): pacing per process only", name, e)
+
+
 class _Silent:
     """yt-dlp logger: keep warnings/errors for our log, drop progress chatter."""
 
@@ -195,6 +215,7 @@ class YouTubeFetcher:
         attempts = 1 + max(0, self.cfg.retries)
         for k in range(attempts):
             RateLimiter.wait(self.cfg.rate_limit_per_min, self.cfg.sleep_s)
+            _global_rate_limit(self.cfg.global_limit, self.log)
             try:
                 return fn()
             except (YoutubeDLError, OSError) as e:

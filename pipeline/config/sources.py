@@ -10,7 +10,9 @@ class YouTubeConfig(Section):
     prefer_manual_captions: bool = F(True, "manual captions are exact; auto captions are rolling ASR "
                                            "(false: take automatic captions even when manual ones exist)")
     sleep_s: float = F(2.0, "polite sleep between requests to one site (seconds)")
-    rate_limit_per_min: int = F(20, "global cap on YouTube requests per minute")
+    rate_limit_per_min: int = F(20, "cap on YouTube requests per minute, per process")
+    global_limit: str = F("", "Prefect global concurrency limit to take a slot of per request (set by the "
+                              "flows: paces all workers and machines together); empty = off")
     concurrency: int = F(2, "videos downloaded at once: more gets rate-limited, not faster")
     retries: int = F(3, "retries for transient errors (network, 429) only")
     backoff_s: float = F(5.0, "first retry delay; doubles each retry, with jitter")
