@@ -8,10 +8,11 @@ from __future__ import annotations
 import os
 import sys
 import tempfile
-import threading
 from contextlib import contextmanager
 
 import numpy as np
+
+from extract.faces.mptask import PerThread, TaskOwner
 
 # MediaPipe's C++ logging is noisy (INFO lines for every graph); keep only errors.
 os.environ.setdefault("GLOG_minloglevel", "2")
@@ -50,7 +51,7 @@ def mp_image(frame: np.ndarray):
     return mp.Image(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(frame, dtype=np.uint8))
 
 
-class FaceDetector:
+class FaceDetector(TaskOwner):
     """Full-range face detector on RGB frames. Use as a context manager (mediapipe 1.2.2 task objects
     print errors from __del__ unless closed)."""
 
@@ -85,39 +86,17 @@ class FaceDetector:
         out = np.asarray(rows, np.float32).reshape(-1, 5)
         return out[np.argsort(-out[:, 4])] if len(out) else out
 
-    def close(self) -> None:
-        if self._task is not None:
-            self._task.close()
-            self._task = None
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
 
 
-_lock = threading.Lock()
-_detectors: dict = {}
+_detectors = PerThread()
 
 
 def get_detector(model_path: str, min_confidence: float = 0.5) -> FaceDetector:
     """One detector per thread and setting (loading costs far more than a frame; MediaPipe task
     objects are not safe to share between threads, so a thread-pool runner gets one per thread)."""
-    key = (str(model_path), float(min_confidence), threading.get_ident())
-    with _lock:
-        if key not in _detectors:
-            _detectors[key] = FaceDetector(model_path, min_confidence)
-        return _detectors[key]
+    return _detectors.get((str(model_path), float(min_confidence)),
+                          lambda: FaceDetector(model_path, min_confidence))
 
 
 def close_all() -> None:
-    with _lock:
-        for d in _detectors.values():
-            d.close()
-        _detectors.clear()
-
-
-import atexit  # noqa: E402
-
-atexit.register(close_all)
+    _detectors.close_all()

@@ -7,11 +7,12 @@ are mapped back with the inverse of that similarity transform.
 """
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
+
+from extract.faces.mptask import PerThread, TaskOwner
 
 from extract.faces import BLENDSHAPE_NAMES
 from extract.faces.detect import mp_image, quiet_stderr
@@ -52,7 +53,7 @@ def sharpness(crop: np.ndarray) -> float:
     return float(cv2.Laplacian(g, cv2.CV_64F).var())
 
 
-class CropLandmarker:
+class CropLandmarker(TaskOwner):
     """Face Landmarker (IMAGE mode) applied to face crops. Use as a context manager."""
 
     def __init__(self, model_path: str, crop_scale: float = 2.0, crop_px: int = 256, min_conf: float = 0.5):
@@ -107,39 +108,17 @@ class CropLandmarker:
         box_out = np.array([lm[:, 0].min(), lm[:, 1].min(), lm[:, 0].max(), lm[:, 1].max()], np.float32)
         return FaceResult(lm, bs, tf, box_out, sharpness(crop))
 
-    def close(self) -> None:
-        if self._task is not None:
-            self._task.close()
-            self._task = None
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
 
 
-_lock = threading.Lock()
-_landmarkers: dict = {}
+_landmarkers = PerThread()
 
 
 def get_landmarker(model_path: str, crop_scale: float = 2.0, crop_px: int = 256) -> CropLandmarker:
     """One landmarker per thread and setting (module-level lazy singletons; task objects are not
     shared between threads)."""
-    key = (str(model_path), float(crop_scale), int(crop_px), threading.get_ident())
-    with _lock:
-        if key not in _landmarkers:
-            _landmarkers[key] = CropLandmarker(model_path, crop_scale, crop_px)
-        return _landmarkers[key]
+    return _landmarkers.get((str(model_path), float(crop_scale), int(crop_px)),
+                            lambda: CropLandmarker(model_path, crop_scale, crop_px))
 
 
 def close_all() -> None:
-    with _lock:
-        for lm in _landmarkers.values():
-            lm.close()
-        _landmarkers.clear()
-
-
-import atexit  # noqa: E402
-
-atexit.register(close_all)
+    _landmarkers.close_all()
