@@ -8,6 +8,7 @@ be rerun alone, and the content-addressed stage cache makes any rerun resume whe
 from __future__ import annotations
 
 import datetime as _dt
+import errno
 import json
 import logging
 import os
@@ -241,6 +242,16 @@ class Build:
         if bad:
             raise BuildError(f"unknown stage(s) {bad}; stages are {', '.join(STAGES)}")
         mapper = mapper or local_mapper(self.cfg.orchestration.workers)
+        try:
+            return self._run(stages, mapper, wait_lock)
+        except OSError as e:
+            if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+                raise
+            raise BuildError(f"workspace {self.ws.root}: no space left on device ({e}); nothing half-written "
+                             f"was kept: free some space and rerun, finished items are reused from the cache"
+                             ) from None
+
+    def _run(self, stages: list[str], mapper: Mapper, wait_lock: bool | float) -> BuildResult:
         with self.ws.lock(wait=wait_lock):
             self.open_run()
             records: list[Record] = []

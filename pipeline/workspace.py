@@ -83,7 +83,9 @@ class Workspace:
             f.truncate()
             f.write(f"pid {os.getpid()} since {_dt.datetime.now().isoformat(timespec='seconds')}")
             f.flush()
-            clean_stale_tmp(self.cache)
+            # what killed writers left in the folders only builds write (releases are written unlocked)
+            for d in (self.cache, self.datasets, self.state, self.runs, self.sources):
+                clean_stale_tmp(d)
             yield
         finally:
             try:

@@ -116,6 +116,7 @@ def process_segment(seg: dict, faces_dir: Path | None, ctx: StageContext) -> Rec
     hit = cache.get(key)
     if hit is not None:
         rec = Record.load(hit / "record.json")
+        rec.item_id = sid   # an entry is shared by segments with the same faces entry
         rec.output = str(hit) if rec.ok else ""
         return rec
 

@@ -161,6 +161,7 @@ def process_segment(seg: dict, ctx) -> Record:
         entry = cache.get(key)
         if entry is not None:
             rec = Record.load(entry / "record.json")
+            rec.item_id = seg_id   # an entry is shared by segments with the same video bytes and span
             rec.output = str(entry) if rec.ok else rec.output
             return rec
         from extract.media import probe

@@ -64,6 +64,9 @@ def read_folder(entry, manifest, ctx, memo: ProbeMemo) -> tuple[list[dict], list
             if fig["n_cues"] == 0:
                 if cap.stat().st_size and fig["n_bad_cues"] + fig["n_nonspeech"] == 0:
                     raise RowError(Reason.BAD_CAPTIONS, f"{cap}: no caption cue could be read")
+                if fig["n_bad_cues"] and not fig["n_nonspeech"]:   # every cue unusable (e.g. ends before start)
+                    raise RowError(Reason.BAD_CAPTIONS, f"{cap}: no usable cue ({fig['n_bad_cues']} with "
+                                                        f"unusable timing)")
                 raise RowError(Reason.EMPTY_TEXT, f"{cap}: no spoken text (cues: {fig['n_bad_cues']} unusable, "
                                                   f"{fig['n_nonspeech']} non-speech)", "skipped")
             pr = memo.probe(clip)

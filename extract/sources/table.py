@@ -7,6 +7,7 @@ are downloaded once through the yt-dlp path (same archive and URL policy as the 
 """
 from __future__ import annotations
 
+import csv
 import io
 import json
 from pathlib import Path
@@ -29,6 +30,7 @@ ALIASES = {
     "split": ["split", "subset", "partition"],
 }
 REQUIRED = ("video", "start", "end", "text")
+_BAD_LINE = "\x00wordsmile-bad-line:"   # marks a malformed CSV line kept in place by read_rows
 
 
 def read_rows(path: Path) -> tuple[list[tuple[int, dict]], list[str]]:
@@ -36,9 +38,25 @@ def read_rows(path: Path) -> tuple[list[tuple[int, dict]], list[str]]:
     ValueError for an unreadable file or an unknown extension."""
     ext = path.suffix.lower()
     if ext in (".csv", ".tsv"):
-        df = pd.read_csv(io.StringIO(read_text_mixed(path)), dtype=str, keep_default_na=False,
-                         sep="\t" if ext == ".tsv" else ",")
-        return [(i + 1, r) for i, r in enumerate(df.to_dict("records"))], []
+        text, sep = read_text_mixed(path), "\t" if ext == ".tsv" else ","
+        try:
+            df = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, sep=sep)
+        except pd.errors.ParserError:
+            # a line with too many fields (an unquoted comma) must not lose the good rows: read again,
+            # keeping such lines in place, marked, so they become bad rows with their own number
+            ncols = len(next(csv.reader(io.StringIO(text), delimiter=sep), []))
+            df = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, sep=sep, engine="python",
+                             on_bad_lines=lambda bad: [_BAD_LINE + str(len(bad))] + [""] * (ncols - 1))
+        rows, bad = [], []
+        first = df.columns[0] if len(df.columns) else None
+        for i, r in enumerate(df.to_dict("records"), 1):
+            v = r.get(first)
+            if isinstance(v, str) and v.startswith(_BAD_LINE):
+                bad.append(f"row{i}: {path.name} row {i} has {v[len(_BAD_LINE):]} fields but the header has "
+                           f"{len(df.columns)} (an unquoted '{sep}' in the text?)")
+            else:
+                rows.append((i, r))
+        return rows, bad
     if ext == ".parquet":
         df = pd.read_parquet(path)
         return [(i + 1, r) for i, r in enumerate(df.to_dict("records"))], []

@@ -1,0 +1,282 @@
+"""A deterministic corpus of bad (and a few good) inputs for the hardening tests: one build runs over
+all of it and every item must end with the specific reason listed in `corpus.json`.
+
+    python -m extract.badcorpus DEST        # ~10 s, ~1 MB, no network
+
+Layout under DEST:
+  good/        clips with sidecar captions that must build (plain, VFR, rotated, no audio,
+               cp1252 captions, overlapping + reversed cues)
+  bad/         broken media and captions (truncated, corrupt, zero bytes, not media, audio only,
+               1x1, 8K, 0.1 s, 30 min, only reversed cues, empty caption file, no captions)
+  table/rows.csv       rows with missing fields, bad times, non-UTF-8 bytes, emoji, RTL text,
+                       duplicates, refused URL schemes and private addresses
+  table/good.csv       the good rows of rows.csv only (same spans: same segment ids)
+  manifest.yaml        every source above (+ a youtube entry of refused URLs, + a duplicated source)
+  manifest-good.yaml   only the good items (a clean reference build)
+  manifest-traversal.yaml   a source id trying `../`: refused when the manifest loads
+  corpus.json          every item: kind, source, what it is, and its expected outcome
+
+An item's expected outcome is the first stage record that is not ok (`stage`, `status`, `reason`),
+or `ok` when it reaches the dataset. Items: folder clips are `SOURCE/STEM`, table rows
+`table/rowN`, youtube URLs `web/URL`.
+"""
+from __future__ import annotations
+
+import json
+import random
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.atomic import atomic_dir, write_bytes, write_json, write_text
+
+CORPUS_VERSION = "2"
+
+_X264 = ["-c:v", "libx264", "-preset", "ultrafast", "-threads", "1", "-flags:v", "+bitexact"]
+_MUX = ["-map_metadata", "-1", "-fflags", "+bitexact", "-movflags", "+faststart"]
+
+# the good clip's two sentences (start, end, text); the table rows reuse these spans
+GOOD_CUES = [(0.20, 1.10, "Hello, this clip is fine."), (1.30, 2.30, "And it keeps going well!")]
+
+
+def _ff(*args: str) -> None:
+    from extract.media import ffmpeg_exe
+
+    proc = subprocess.run([ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y", *args],
+                          stdin=subprocess.DEVNULL, capture_output=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"ffmpeg {' '.join(args)} failed: {proc.stderr.decode(errors='replace')[-600:]}")
+
+
+def _vtt(cues) -> str:
+    def ts(s: float) -> str:
+        h, r = divmod(s, 3600)
+        m, sec = divmod(r, 60)
+        return f"{int(h):02d}:{int(m):02d}:{sec:06.3f}"
+
+    return "WEBVTT\n\n" + "".join(f"{ts(a)} --> {ts(b)}\n{t}\n\n" for a, b, t in cues)
+
+
+def _talking(dest: Path, duration: float, seed: int, times=None) -> None:
+    from extract.samplegen import ClipSpec, _closeup, make_clip
+
+    make_clip(ClipSpec(dest.stem, duration, [t for _, _, t in GOOD_CUES][: 1 if duration < 1 else 2], seed,
+                       _closeup, windows=[(0.0, duration)] if duration < 1 else [(a, b) for a, b, _ in GOOD_CUES],
+                       times=times), dest, captions=False)
+    dest.with_suffix(".signals.json").unlink(missing_ok=True)
+
+
+def _flat(dest: Path, size: str, rate: float, seconds: float, color: str = "0x406080") -> None:
+    _ff("-f", "lavfi", "-i", f"color=c={color}:s={size}:r={rate}:d={seconds}", *_X264, "-pix_fmt", "yuv444p",
+        *_MUX, str(dest))
+
+
+def _good(root: Path, items: list) -> None:
+    root.mkdir(parents=True)
+    good = root / "good.mp4"
+    _talking(good, 2.5, 71)
+    write_text(root / "good.vtt", _vtt(GOOD_CUES))
+    items.append(("good/good", "plain talking clip, 2 cues", "ok", "good"))
+
+    vfr_t = np.concatenate([np.arange(30) / 25, 1.2 + np.arange(8) / 10, 2.0 + np.arange(15) / 30])
+    _talking(root / "vfr.mp4", 2.5, 72, times=vfr_t)
+    write_text(root / "vfr.vtt", _vtt(GOOD_CUES))
+    items.append(("good/vfr", "variable frame rate (25/10/30 fps pieces)", "ok", "good"))
+
+    # pixels stored turned 90° clockwise, display matrix turns them back: upright on screen
+    tmp = root / "_turned.mp4"
+    _ff("-i", str(good), "-vf", "transpose=1", "-an", *_X264, "-pix_fmt", "yuv420p", *_MUX, str(tmp))
+    _ff("-display_rotation", "90", "-i", str(tmp), "-i", str(good), "-map", "0:v", "-map", "1:a", "-c", "copy",
+        *_MUX, str(root / "rotated.mp4"))
+    tmp.unlink()
+    write_text(root / "rotated.vtt", _vtt(GOOD_CUES))
+    items.append(("good/rotated", "rotation metadata (90°) on sideways-stored pixels", "ok", "good"))
+
+    _ff("-i", str(good), "-map", "0:v", "-c", "copy", *_MUX, str(root / "no_audio.mp4"))
+    write_text(root / "no_audio.vtt", _vtt(GOOD_CUES))
+    items.append(("good/no_audio", "no audio track", "ok", "good"))
+
+    shutil.copyfile(good, root / "latin1.mp4")
+    write_bytes(root / "latin1.vtt", _vtt([(a, b, t) for (a, b, _), t in
+                                           zip(GOOD_CUES, ["Café déjà vu, señor.", "Voilà “naïve” Zoë!"])])
+                .encode("cp1252"))
+    items.append(("good/latin1", "captions in cp1252, not UTF-8", "ok", "good"))
+
+    shutil.copyfile(good, root / "overlap.mp4")
+    write_text(root / "overlap.vtt", _vtt([(0.20, 1.10, "First we overlap."), (0.90, 1.60, "Second one overlaps."),
+                                           (2.20, 1.40, "This cue runs backwards."), (1.70, 2.30, "Then it ends.")]))
+    items.append(("good/overlap", "overlapping cues and one reversed cue (dropped)", "ok", "good"))
+
+
+def _bad(root: Path, good: Path, items: list) -> None:
+    root.mkdir(parents=True)
+    data = good.read_bytes()
+    rng = random.Random(9)
+    one = _vtt([GOOD_CUES[0]])
+
+    def item(stem: str, what: str, expect: tuple, captions: str | bytes | None = one):
+        if isinstance(captions, str):
+            write_text(root / f"{stem}.vtt", captions)
+        elif isinstance(captions, bytes):
+            write_bytes(root / f"{stem}.vtt", captions)
+        items.append((f"bad/{stem}", what, expect, "bad"))
+
+    write_bytes(root / "truncated.mp4", data[: len(data) // 2])
+    item("truncated", "truncated mp4 (cut at half its size)", ("ingest", "failed", "media.unreadable"))
+    corrupt = bytearray(data)
+    corrupt[24:2048] = bytes(rng.randrange(256) for _ in range(2048 - 24))
+    write_bytes(root / "corrupt.mp4", bytes(corrupt))
+    item("corrupt", "corrupt mp4: header (moov) overwritten with random bytes",
+         ("ingest", "failed", "media.unreadable"))
+    write_bytes(root / "zero.mp4", b"")
+    item("zero", "zero-byte file", ("ingest", "failed", "media.unreadable"))
+    write_text(root / "not_media.mp4", "this is a text file with an .mp4 name\n")
+    item("not_media", "text file named .mp4", ("ingest", "failed", "media.unreadable"))
+    _ff("-i", str(good), "-map", "0:a", "-c", "copy", *_MUX, str(root / "audio_only.mp4"))
+    item("audio_only", "audio-only mp4", ("ingest", "failed", "media.no_video"))
+    _flat(root / "tiny_1x1.mp4", "1x1", 25, 2.5)
+    item("tiny_1x1", "1x1-pixel frames", ("faces", "skipped", "faces.no_face"))
+    _flat(root / "huge_8k.mp4", "7680x4320", 5, 1.2)
+    item("huge_8k", "7680x4320 frames (6 frames at 5 fps)", ("faces", "skipped", "faces.no_face"))
+    _talking(root / "short.mp4", 0.1, 73)
+    item("short", "0.1 s clip; its cue (0.0-0.5 s) is clipped to the media", ("faces", "skipped",
+                                                                             "faces.track_too_short"),
+         _vtt([(0.0, 0.5, "Too short to see.")]))
+    _flat(root / "long_30min.mp4", "32x18", 1, 1800)
+    item("long_30min", "30-minute clip (32x18, 1 fps), one cue at 15:00", ("faces", "skipped", "faces.no_face"),
+         _vtt([(900.0, 902.0, "Half an hour in.")]))
+    shutil.copyfile(good, root / "reversed.mp4")
+    item("reversed", "every cue ends before it starts", ("ingest", "failed", "input.bad_captions"),
+         _vtt([(1.10, 0.20, "Backwards."), (2.30, 1.30, "Also backwards.")]))
+    shutil.copyfile(good, root / "empty_captions.mp4")
+    item("empty_captions", "empty (0-byte) caption file", ("ingest", "skipped", "input.empty_text"), b"")
+    shutil.copyfile(good, root / "garbled_captions.mp4")
+    item("garbled_captions", "caption file of random bytes", ("ingest", "failed", "input.bad_captions"),
+         bytes(rng.randrange(256) for _ in range(600)))
+    shutil.copyfile(good, root / "no_captions.mp4")
+    item("no_captions", "clip without a sidecar caption file", ("ingest", "skipped", "input.no_captions"), None)
+
+
+# table rows: (cells, expected outcome or "ok", what, good?)  — times are the good clip's cue spans
+_ROWS = [
+    (b"../good/good.mp4,0.20,1.10,I love this \xf0\x9f\x98\x80\xf0\x9f\x8e\x89 so much!", "ok", "emoji", True),
+    ('../good/good.mp4,1.30,2.30,"שלום, מה שלומך היום?"'.encode(), "ok", "right-to-left (Hebrew) text",
+     True),
+    (b"../good/good.mp4,0.25,1.05,Caf\xe9 \x93quoted\x94 na\xefve", "ok", "non-UTF-8 (cp1252) bytes in the text", True),
+    (b"../good/good.mp4,0.20,1.10,A duplicate of row 1.", ("ingest", "skipped", "input.duplicate"),
+     "duplicate row: same video and span as row 1", False),
+    (b"../good/good.mp4,,1.0,No start time.", ("ingest", "failed", "input.bad_time"), "missing start", False),
+    (b",0.5,1.0,No video.", ("ingest", "failed", "input.bad_row"), "missing video", False),
+    (b"../good/good.mp4,0.5,1.0,", ("ingest", "skipped", "input.empty_text"), "missing text", False),
+    (b"../good/good.mp4,0.5", ("ingest", "failed", "input.bad_time"), "row with only two fields", False),
+    (b"../good/good.mp4,0.5,1.0,Hello, world, unquoted, commas", ("ingest", "failed", "input.bad_row"),
+     "row with extra fields (unquoted commas)", False),
+    (b"../good/good.mp4,abc,1.0,Bad start.", ("ingest", "failed", "input.bad_time"), "start is not a time", False),
+    (b"../good/good.mp4,1.5,0.5,Reversed.", ("ingest", "skipped", "input.bad_time"), "end before start", False),
+    (b"../good/good.mp4,-1,0.5,Negative.", ("ingest", "skipped", "input.bad_time"), "negative start", False),
+    (b"../good/good.mp4,0:99:00,0:99:05,Bad clock.", ("ingest", "failed", "input.bad_time"), "minutes >= 60", False),
+    (b"../good/good.mp4,nan,1.0,Not a number.", ("ingest", "failed", "input.bad_time"), "NaN start", False),
+    (b"../good/good.mp4,0,500,Too long.", ("ingest", "skipped", "input.bad_time"), "500 s span", False),
+    (b"../good/good.mp4,50,52,After the end.", ("ingest", "skipped", "media.span_outside"),
+     "span after the media ends", False),
+    (b"../good/missing.mp4,0,1,Gone.", ("ingest", "failed", "input.missing_file"), "video file missing", False),
+    (b"ftp://example.com/v.mp4,0,1,FTP.", ("ingest", "failed", "download.url_refused"), "ftp:// URL", False),
+    (b"file:///etc/hosts,0,1,Local file.", ("ingest", "failed", "download.url_refused"), "file:// URL", False),
+    (b"http://127.0.0.1:9/v.mp4,0,1,Loopback.", ("ingest", "failed", "download.url_refused"),
+     "loopback address", False),
+    (b"http://169.254.169.254/latest/meta-data,0,1,Metadata service.", ("ingest", "failed", "download.url_refused"),
+     "link-local cloud metadata address", False),
+]
+
+_WEB_URLS = [("ftp://example.com/video", "ftp:// scheme"), ("file:///etc/passwd", "file:// URL"),
+             ("gopher://example.com/1", "gopher:// scheme"), ("http://10.1.2.3/watch?v=x", "private address"),
+             ("http://localhost:8080/v", "localhost")]
+
+
+def _table(root: Path, items: list) -> None:
+    root.mkdir(parents=True)
+    head = b"video,start,end,text\n"
+    write_bytes(root / "rows.csv", head + b"\n".join(r[0] for r in _ROWS) + b"\n")
+    write_bytes(root / "good.csv", head + b"\n".join(r[0] for r in _ROWS if r[3]) + b"\n")
+    for n, (cells, expect, what, good) in enumerate(_ROWS, 1):
+        seg = None
+        if good:
+            start, end = cells.split(b",")[1:3]
+            seg = {"video_id": "good", "start": float(start), "end": float(end)}
+        items.append((f"table/row{n}", what, expect, "table", seg))
+
+
+def _manifests(dest: Path) -> None:
+    srcs = [{"id": "good", "kind": "folder", "path": "good"},
+            {"id": "table", "kind": "table", "path": "table/good.csv"}]
+    base = {"name": "badcorpus", "license": "CC0-1.0"}
+    write_text(dest / "manifest-good.yaml", json.dumps(dict(base, sources=srcs), indent=1) + "\n")
+    full = [srcs[0], {"id": "table", "kind": "table", "path": "table/rows.csv"},
+            {"id": "bad", "kind": "folder", "path": "bad"},
+            {"id": "good_again", "kind": "folder", "path": "good", "pattern": "good.mp4"},
+            {"id": "web", "kind": "youtube", "urls": [u for u, _ in _WEB_URLS]}]
+    write_text(dest / "manifest.yaml", json.dumps(dict(base, sources=full), indent=1) + "\n")
+    trav = [{"id": "../escape", "kind": "folder", "path": "good"}]
+    write_text(dest / "manifest-traversal.yaml", json.dumps(dict(base, sources=trav), indent=1) + "\n")
+
+
+def make_bad_corpus(dest: str | Path, force: bool = False) -> dict:
+    """Generate the corpus under `dest` (deterministic) and return its index (also `corpus.json`).
+    An existing corpus of this version is reused unless `force`."""
+    dest = Path(dest)
+    index = dest / "corpus.json"
+    if index.exists() and not force:
+        idx = json.loads(index.read_text())
+        if idx.get("version") == CORPUS_VERSION:
+            return idx
+    if dest.exists() and any(dest.iterdir()) and not index.exists():
+        raise FileExistsError(f"{dest} is not empty and holds no corpus.json: refusing to overwrite it")
+    with atomic_dir(dest, replace=True) as tmp:
+        raw: list = []
+        _good(tmp / "good", raw)
+        _bad(tmp / "bad", tmp / "good" / "good.mp4", raw)
+        _table(tmp / "table", raw)
+        raw.append(("good_again/good", "the `good` folder listed again under another source id",
+                    ("assemble", "skipped", "filter.duplicate"), "duplicate"))
+        for url, what in _WEB_URLS:
+            raw.append((f"web/{url}", f"youtube kind: {what}", ("ingest", "failed", "download.url_refused"), "web"))
+        _manifests(tmp)
+        items = []
+        for it in raw:
+            iid, what, expect, group = it[:4]
+            exp = {"stage": "assemble", "status": "ok", "reason": "ok"} if expect == "ok" else \
+                dict(zip(("stage", "status", "reason"), expect))
+            src, _, name = iid.partition("/")
+            d = {"id": iid, "source": src, "name": name, "what": what, "expected": exp,
+                 "good": expect == "ok"}
+            if len(it) > 4 and it[4]:
+                d["segment"] = it[4]
+            items.append(d)
+        idx = {"version": CORPUS_VERSION, "items": items,
+               "traversal": {"manifest": "manifest-traversal.yaml", "expected": "ManifestError naming '../escape'"},
+               "files": sorted(str(f.relative_to(tmp)) for f in tmp.rglob("*") if f.is_file())}
+        write_json(tmp / "corpus.json", idx)
+    return idx
+
+
+def main(argv: list[str] | None = None) -> int:
+    import time
+
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) not in (1, 2) or argv[0].startswith("-") and argv[0] != "--force":
+        print("usage: python -m extract.badcorpus [--force] DEST", file=sys.stderr)
+        return 2
+    force = "--force" in argv
+    dest = [a for a in argv if a != "--force"][0]
+    t0 = time.monotonic()
+    idx = make_bad_corpus(dest, force=force)
+    print(f"bad corpus: {len(idx['items'])} items, {len(idx['files'])} files in {dest} "
+          f"({time.monotonic() - t0:.1f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
