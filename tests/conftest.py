@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -37,3 +38,21 @@ def workspace(tmp_path):
     from pipeline.workspace import Workspace
 
     return Workspace(tmp_path / "ws")
+
+
+@contextmanager
+def loopback_server(handler_cls, root: Path):
+    """Serve `root` on 127.0.0.1 (a free port) with `handler_cls` in a thread; yields the base URL.
+    Loopback only: tests never send traffic anywhere else."""
+    import http.server
+    import threading
+
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), lambda *a: handler_cls(*a, directory=str(root)))
+    t = threading.Thread(target=srv.serve_forever, daemon=True)
+    t.start()
+    try:
+        yield f"http://127.0.0.1:{srv.server_address[1]}"
+    finally:
+        srv.shutdown()
+        srv.server_close()
+        t.join(5)

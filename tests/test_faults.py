@@ -27,6 +27,8 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
+from conftest import loopback_server
+
 from pipeline.atomic import TMP_PREFIX
 
 REPO = Path(__file__).resolve().parent.parent
@@ -277,15 +279,8 @@ def flaky_server(sample_dir, tmp_path):
         (root / f"clip{n}.en.vtt").write_text(vtt.replace("Welcome", f"Welcome number {n}"))
         (root / f"p{n}.html").write_text(PAGE.format(n=n))
     handler = type("H", (_Flaky,), {"rng": random.Random(30), "served": []})
-    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), lambda *a: handler(*a, directory=str(root)))
-    t = threading.Thread(target=srv.serve_forever, daemon=True)
-    t.start()
-    try:
-        yield f"http://127.0.0.1:{srv.server_address[1]}", handler
-    finally:
-        srv.shutdown()
-        srv.server_close()
-        t.join(5)
+    with loopback_server(handler, root) as url:
+        yield url, handler
 
 
 FAST = ["sources.youtube.allow_private_urls=true", "sources.youtube.sleep_s=0", "sources.youtube.backoff_s=0",

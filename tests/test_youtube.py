@@ -6,10 +6,11 @@ from __future__ import annotations
 import http.server
 import json
 import shutil
-import threading
 from pathlib import Path
 
 import pytest
+
+from conftest import loopback_server
 import yaml
 
 from extract.ingest import ingest_manifest
@@ -60,15 +61,8 @@ def server(sample_dir, tmp_path_factory):
         shutil.copy(f, root / f.name)
     (root / "rolling.html").write_text(ROLLING_HTML)
     handler = type("H", (_Handler,), {"hits": []})
-    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), lambda *a: handler(*a, directory=str(root)))
-    t = threading.Thread(target=srv.serve_forever, daemon=True)
-    t.start()
-    try:
-        yield f"http://127.0.0.1:{srv.server_address[1]}", handler
-    finally:
-        srv.shutdown()
-        srv.server_close()
-        t.join(5)
+    with loopback_server(handler, root) as url:
+        yield url, handler
 
 
 def _run(tmp_path, ws, sources, overrides=FAST):
