@@ -291,6 +291,8 @@ def decode(path: str | os.PathLike, start: float = 0.0, end: float | None = None
     args = [_ffmpeg(), "-hide_banner", "-nostdin", "-nostats", "-loglevel", "info"]
     if start > 0:
         args += ["-ss", f"{start:.6f}"]  # input seek; ffmpeg then decodes up to the exact start
+    if _CFG.decode_threads > 0:
+        args += ["-threads", str(_CFG.decode_threads)]  # an input option: the decoder's threads
     args += ["-i", _arg(path), "-t", f"{end - start:.6f}", "-map", "0:v:0", "-an", "-sn", "-dn",
              "-vf", ",".join(filters), "-fps_mode", "passthrough", "-pix_fmt", "rgb24", "-f", "rawvideo", "-"]
     frame_bytes = ow * oh * 3

@@ -86,10 +86,18 @@ def _guard(stage: str, item_id: str, fn: Callable[[], Record]) -> Record:
         return failed(stage, item_id, Reason.ERROR, f"{type(e).__name__}: {e} | " + " | ".join(tb))
 
 
+def _prepare(ctx: StageContext) -> None:
+    """Apply run-wide settings in whatever process runs the item (pool workers, Dask workers)."""
+    from extract import media
+
+    media.configure(ctx.cfg.media)
+
+
 def ingest_item(args: tuple) -> tuple[list[dict], list[Record]]:
     entry, manifest, ctx = args
     from extract.ingest import ingest_source
 
+    _prepare(ctx)
     try:
         return ingest_source(entry, manifest, ctx)
     except Exception as e:  # noqa: BLE001 - one broken source must not end the build
@@ -101,6 +109,7 @@ def faces_item(args: tuple[dict, StageContext]) -> Record:
     seg, ctx = args
     from extract.faces.stage import process_segment
 
+    _prepare(ctx)
     return _guard("faces", seg["segment_id"], lambda: process_segment(seg, ctx))
 
 
@@ -108,6 +117,7 @@ def expressions_item(args: tuple[dict, StageContext]) -> Record:
     seg, ctx = args
     from extract.expressions.stage import process_segment
 
+    _prepare(ctx)
     return _guard("expressions", seg["segment_id"],
                   lambda: process_segment(seg, Path(seg["faces_dir"]), ctx))
 
@@ -159,6 +169,7 @@ class Build:
             shutil.copy2(self.manifest.path, self.run_dir / "manifest.yaml")
         self.ctx = StageContext(cfg=self.cfg, ws=self.ws, run_dir=self.run_dir, force=self.force,
                                 log=logging.getLogger("wordsmile"))
+        _prepare(self.ctx)
         return self.ctx
 
     # -- state tables

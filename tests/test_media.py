@@ -246,3 +246,20 @@ def test_config_thresholds_apply():
         assert media._CFG.span_slack_s == 0.0
     finally:
         media.configure(load_config(None).media)
+
+
+def test_build_applies_the_media_config(sample_dir, tmp_path):
+    """`media.*` settings reach the decoder in the build's worker code (here: a missing ffmpeg)."""
+    from pipeline.build import Build, local_mapper
+
+    m = tmp_path / "m.yaml"
+    m.write_text(f"name: t\nsources:\n  - {{id: t, kind: table, path: {sample_dir / 'table' / 'table.csv'}}}\n")
+    from extract import media
+
+    try:
+        res = Build(m, tmp_path / "ws", overrides=["media.ffmpeg=/nonexistent/ffmpeg"]).run(
+            ["ingest"], local_mapper(1))
+    finally:
+        media.configure(media.MediaConfig())  # later tests in this process use the defaults again
+    bad = [r for r in res.records if not r.ok]
+    assert bad and all("/nonexistent/ffmpeg" in r.detail for r in bad), [r.detail for r in res.records]
