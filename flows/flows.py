@@ -136,14 +136,16 @@ def publish_release(dataset: str, version: str, workspace: str = "ws", url: str 
 
 @flow(name="train-model", log_prints=True)
 def train_model(dataset: str, workspace: str = "ws", preset: str = "small", out: str = "",
-                max_minutes: float = 2.0, overrides: list[str] = []):  # noqa: B006
-    """Train CTEG on a built dataset (the same code as `wordsmile train`)."""
+                minutes: Optional[float] = 2.0, overrides: list[str] = []):  # noqa: B006 - Prefect params
+    """Train CTEG on a built dataset: the same code as `wordsmile train DATASET --config PRESET`.
+    `overrides` are model settings (`field=value`), `minutes` caps the training time."""
+    from model.cli import model_config
     from model.train import train
-    from pipeline.config import load_config
     from pipeline.workspace import Workspace
 
     ws = Workspace(_abs(workspace))
     ds = Path(_abs(dataset)) if ("/" in dataset or Path(dataset).exists()) else ws.datasets / dataset
-    cfg = load_config(None, overrides)
-    res = train(ds, preset=preset, out=Path(_abs(out)) if out else None, max_minutes=max_minutes, cfg=cfg)
-    return {k: str(v) for k, v in (res.items() if isinstance(res, dict) else {"result": res}.items())}
+    cfg = model_config(preset, list(overrides), time_limit_s=minutes * 60 if minutes else None)
+    out_dir = Path(_abs(out)) if out else ws.root / "models" / f"{ds.name}-{cfg.preset}"
+    summary = train(ds, out_dir, cfg, progress=False)
+    return {k: (v if isinstance(v, (int, float, str, bool, type(None))) else str(v)) for k, v in summary.items()}

@@ -147,3 +147,16 @@ def test_deployment_runs_on_a_real_server_and_worker(tmp_path, sample_dir):
     assert state == "COMPLETED", (tmp_path / "server.log").read_text()[-3000:]
     ds = ws / "datasets" / "flowtest"
     assert (ds / "dataset.json").exists() and (ds / "samples.parquet").exists()
+
+
+def test_train_model_flow_trains_on_a_built_dataset(tmp_path, sample_dir, harness):
+    """`train-model` runs the CLI's training code on a freshly built dataset and writes checkpoints."""
+    from flows.flows import train_model
+    from pipeline.build import build
+
+    m = _manifest(tmp_path, sample_dir)
+    res = build(m, tmp_path / "ws")
+    out = train_model(dataset=str(res.dataset_dir), workspace=str(tmp_path / "ws"),
+                      out=str(tmp_path / "model"), overrides=["max_steps=5", "eval_every=5"])
+    assert (tmp_path / "model" / "best.pt").exists() and (tmp_path / "model" / "log.csv").exists()
+    assert out["steps"] == 5, out
