@@ -149,9 +149,11 @@ def test_deployment_runs_on_a_real_server_and_worker(tmp_path, sample_dir):
     assert (ds / "dataset.json").exists() and (ds / "samples.parquet").exists()
 
 
-def test_train_model_flow_trains_on_a_built_dataset(tmp_path, sample_dir, harness):
-    """`train-model` runs the CLI's training code on a freshly built dataset and writes checkpoints."""
-    from flows.flows import train_model
+def test_train_and_publish_flows_on_a_built_dataset(tmp_path, sample_dir, harness):
+    """`train-model` runs the CLI's training code on a freshly built dataset and writes checkpoints;
+    `publish-release` releases, verifies and publishes it to a second folder."""
+    from flows.flows import publish_release, train_model
+    from pipeline.release import verify
     from pipeline.build import build
 
     m = _manifest(tmp_path, sample_dir)
@@ -160,3 +162,7 @@ def test_train_model_flow_trains_on_a_built_dataset(tmp_path, sample_dir, harnes
                       out=str(tmp_path / "model"), overrides=["max_steps=5", "eval_every=5"])
     assert (tmp_path / "model" / "best.pt").exists() and (tmp_path / "model" / "log.csv").exists()
     assert out["steps"] == 5, out
+    pub = publish_release(dataset=str(res.dataset_dir), version="1.0.0", workspace=str(tmp_path / "ws"),
+                          url=f"file://{tmp_path / 'pub'}")
+    assert Path(pub["release"]).name == "flowtest-1.0.0"
+    assert verify(tmp_path / "pub" / "flowtest-1.0.0") == []
