@@ -5,7 +5,6 @@ off (NO_CACHE): its default policy includes the flow-run id and does not resume 
 content-addressed stage cache (pipeline/cache.py) does that instead."""
 from __future__ import annotations
 
-import random
 from typing import Callable, Sequence
 
 from prefect import task
@@ -123,7 +122,3 @@ def funnel_artifact(records: list[Record], key: str = "funnel", title: str = "Bu
     rows = [{"stage": r.stage, "status": r.status, "reason": r.reason, "count": int(r.count)}
             for r in s.itertuples(index=False)]
     create_table_artifact(rows, key=key, description=title)
-
-
-def jitter(base: float, frac: float = 0.5) -> float:
-    return base * (1 + random.uniform(-frac, frac))

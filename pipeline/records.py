@@ -17,7 +17,6 @@ class Status(str, Enum):
 
 class Reason(str, Enum):
     OK = "ok"
-    CACHED = "cached"                          # (informational) result taken from the stage cache
     # ingest: downloads
     DL_UNAVAILABLE = "download.unavailable"    # removed, private, deleted, 404
     DL_GEO = "download.geo_blocked"  # not available in this country
