@@ -29,7 +29,7 @@ $(VENV)/.setup-done: pyproject.toml
 MODEL ?= $(WS)/models/sample-small
 
 demo: setup
-	$(VENV)/bin/wordsmile sample make $(SAMPLE)
+	$(VENV)/bin/wordsmile testdata make $(SAMPLE)
 	$(VENV)/bin/wordsmile build manifests/sample.yaml -w $(WS)
 	v=demo-$$(date -u +%Y%m%d%H%M%S); \
 	  $(VENV)/bin/wordsmile release $(WS)/datasets/sample -w $(WS) --version $$v --tar && \

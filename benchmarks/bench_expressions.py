@@ -108,7 +108,7 @@ def bench_arkit(args) -> dict:
     """faces stage vs expressions stage (arkit52, cache miss) on one generated talking clip."""
     from extract.expressions import stage as expr_stage
     from extract.faces import stage as faces_stage
-    from extract.samplegen import make_sample
+    from testdata.samplegen import make_sample
     from pipeline.config import load_config
     from pipeline.context import StageContext
     from pipeline.hashing import file_hash

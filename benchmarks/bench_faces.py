@@ -4,7 +4,7 @@
     python benchmarks/bench_faces.py --minutes 2 --seconds 30 --json out.json
 
 Figures, all from one run:
-  decode      frames/s of extract.media.decode alone (25 fps, longest side 640)
+  decode      frames/s of pipeline.media.decode alone (25 fps, longest side 640)
   landmarker  frames/s of the crop landmarker alone on frames decoded beforehand (boxes known)
   stage       frames/s of extract.faces.stage.analyse (decode + cuts + detector + tracker + landmarker)
   memory      peak RSS of a process running analyse() over the whole long clip
@@ -12,7 +12,7 @@ Figures, all from one run:
 
 "Per core" = frames / CPU seconds (user + system, this process and its ffmpeg children), so the
 figure does not depend on how busy the machine's other cores are; wall-clock rates are printed too.
-The long clip is the generated 1280x720 talking clip (extract/samplegen.py, talk_03) looped with
+The long clip is the generated 1280x720 talking clip (testdata/samplegen.py, talk_03) looped with
 stream copy, so building it costs no encoding.
 """
 from __future__ import annotations
@@ -52,8 +52,8 @@ class Timer:
 
 
 def make_long_clip(dest: Path, minutes: float) -> Path:
-    from extract.media import ffmpeg_exe
-    from extract.samplegen import make_sample
+    from pipeline.media import ffmpeg_exe
+    from testdata.samplegen import make_sample
 
     sample = make_sample(dest.parent / "sample", parts=["folder"])
     src = dest.parent / "sample" / "folder" / "talk_03.mp4"
@@ -79,7 +79,7 @@ def peak_rss_mb() -> float:
 
 
 def bench_decode(clip: Path, seconds: float, cfg) -> dict:
-    from extract.media import decode
+    from pipeline.media import decode
 
     n = 0
     with Timer() as t:
@@ -90,7 +90,7 @@ def bench_decode(clip: Path, seconds: float, cfg) -> dict:
 
 def bench_landmarker(clip: Path, seconds: float, cfg) -> dict:
     from extract.faces.stage import load_models
-    from extract.media import decode
+    from pipeline.media import decode
 
     det, lm = load_models(cfg)
     frames = np.concatenate([b.frames for b in decode(clip, 0.0, seconds, fps=cfg.analysis_fps,
@@ -180,7 +180,7 @@ def main(argv=None) -> dict:
     cfg = load_config().faces
     with tempfile.TemporaryDirectory(prefix="bench-faces-") as td:
         clip = args.clip or make_long_clip(Path(td) / "long.mp4", args.minutes)
-        from extract.media import probe
+        from pipeline.media import probe
 
         info = probe(clip)
         res: dict = {"clip": {"path": str(args.clip or "generated"), "duration_s": round(info.duration, 2),

@@ -18,7 +18,7 @@ def demo(deployment: str = typer.Argument("build-dataset/sample", help="Deployme
          home: Optional[Path] = typer.Option(None, help="PREFECT_HOME for this server (default: ~/.prefect).")):
     """Start a Prefect server on 127.0.0.1, deploy every flow of prefect.yaml to the `wordsmile` process
     pool, run DEPLOYMENT with a `--run-once` worker, print its final state and stop the server."""
-    from flows.local import local_server, run_deployment, setup
+    from flows.server import local_server, run_deployment, setup
 
     params = {}
     for p in param:
@@ -39,7 +39,7 @@ def demo(deployment: str = typer.Argument("build-dataset/sample", help="Deployme
 def deploy():
     """Deploy every flow of prefect.yaml to the server at $PREFECT_API_URL (pool `wordsmile`) and create
     the `download` and `gpu` tag concurrency limits from the config defaults."""
-    from flows.local import prefect_env, setup
+    from flows.server import prefect_env, setup
     from pipeline.config import load_config
 
     api = os.environ.get("PREFECT_API_URL")

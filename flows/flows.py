@@ -1,5 +1,5 @@
 """Prefect flows: `build-dataset` and one flow per stage. They run the same stage code as the CLI
-(pipeline/build.py) with a mapper that turns per-item work into mapped Prefect tasks.
+(wordsmile/build.py) with a mapper that turns per-item work into mapped Prefect tasks.
 
     prefect deployment run build-dataset/sample
     prefect deployment run assemble-dataset/sample -p overrides='["assemble.min_frames=20"]'
@@ -19,9 +19,9 @@ from prefect.artifacts import create_markdown_artifact  # noqa: E402
 from prefect.logging import get_run_logger  # noqa: E402
 from prefect.task_runners import ThreadPoolTaskRunner  # noqa: E402
 
-from flows.local import YOUTUBE_LIMIT  # noqa: E402
+from flows.server import YOUTUBE_LIMIT  # noqa: E402
 from flows.tasks import default_task_for, funnel_artifact, make_ingest_task, prefect_mapper  # noqa: E402
-from pipeline.build import STAGES, Build, ingest_item  # noqa: E402
+from wordsmile.build import STAGES, Build, ingest_item  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -103,7 +103,7 @@ def _build_flow(name: str, default_stages: list[str]):
 @flow(name="build-run")
 def _inner(manifest: str, workspace: str, config: Optional[str], overrides: list[str], stages: list[str],
            force: list[str], name: Optional[str]):
-    # downloads share the server-wide 'youtube' rate limit (created by flows.local.setup) across workers
+    # downloads share the server-wide 'youtube' rate limit (created by flows.server.setup) across workers
     overrides = [f"sources.youtube.global_limit={YOUTUBE_LIMIT}", *overrides]
     return _run_build(Build(manifest, workspace, config, overrides, force, name), stages)
 
@@ -119,7 +119,7 @@ assemble_dataset = _build_flow("assemble-dataset", ["assemble"])
 def publish_release(dataset: str, version: str, workspace: str = "ws", url: str = "",
                     exclude: Optional[str] = None, tar: bool = False):
     """Release a built dataset as an immutable, checksummed version, verify it, and optionally publish it."""
-    from pipeline.release import publish, release, verify
+    from dataset.release import publish, release, verify
     from pipeline.workspace import Workspace
 
     ws = Workspace(_abs(workspace))

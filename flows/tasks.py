@@ -13,7 +13,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.futures import as_completed
 from prefect.logging import get_run_logger
 
-from pipeline.build import expressions_item, faces_item
+from wordsmile.build import expressions_item, faces_item
 from pipeline.records import Reason, Record, summary_frame
 
 TRANSIENT = {Reason.DL_NETWORK, Reason.DL_RATE_LIMITED}
@@ -84,7 +84,7 @@ def make_ingest_task(retries: int, first_delay: float, jitter: float = 0.5):
 
 
 def prefect_mapper(task_for: Callable[[Callable], object]):
-    """A pipeline.build mapper running each item as a mapped Prefect task, with a progress artifact."""
+    """A wordsmile.build mapper running each item as a mapped Prefect task, with a progress artifact."""
 
     def mapper(fn: Callable, items: Sequence, desc: str) -> list:
         items = list(items)

@@ -84,12 +84,10 @@ def generate(
         typer.echo(f"wrote {out}")
 
 
-def register_sample(group: typer.Typer) -> None:
-    group.command("generate", help="Sample N expression sequences per text from a trained checkpoint "
-                                   "(`wordsmile sample CHECKPOINT --text ... -n 5`).")(generate)
-
-
 def register(app: typer.Typer) -> None:
+    app.command("sample", help="Sample N expression sequences per text from a trained checkpoint "
+                               "(`wordsmile sample CHECKPOINT --text ... -n 5`).")(generate)
+
     @app.command("train")
     def train_cmd(
         dataset: Path = typer.Argument(..., help="Built dataset folder (dataset.json + samples.parquet or EmoAva pickles)."),

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from pipeline.formats.dataset import SPLITS
 
-SPLITS = ("train", "dev", "test")
 FLAME_JAW = (50, 51, 52)
 
 

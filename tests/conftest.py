@@ -22,9 +22,9 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 @pytest.fixture(scope="session")
 def sample_dir(tmp_path_factory) -> Path:
-    """The generated sample media (extract/samplegen.py; layout in its sample.json). Generated once per
+    """The generated sample media (testdata/samplegen.py; layout in its sample.json). Generated once per
     test session, or reused from $WORDSMILE_SAMPLE_DIR (generated there first if missing)."""
-    from extract.samplegen import make_sample
+    from testdata.samplegen import make_sample
 
     env = os.environ.get("WORDSMILE_SAMPLE_DIR")
     dest = Path(env) if env else tmp_path_factory.mktemp("sample") / "sample"

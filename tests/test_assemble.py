@@ -122,7 +122,7 @@ def make_ctx(root: Path, overrides=()) -> StageContext:
 
 
 def build(root: Path, overrides=(), shuffle: int | None = None, extra_files=None, **world):
-    from pipeline.assemble import assemble
+    from dataset.assemble import assemble
 
     ctx = make_ctx(root, overrides)
     segs = build_world(ctx.ws, **world)
@@ -251,7 +251,7 @@ def test_splits_official_kept_and_videos_never_cross(built, tmp_path):
 
 
 def test_hashed_split_ratios():
-    from pipeline.assemble.splits import hashed_split
+    from dataset.assemble.splits import hashed_split
 
     got = [hashed_split("src", f"video{i}", [0.8, 0.1, 0.1]) for i in range(4000)]
     share = {s: got.count(s) / len(got) for s in ("train", "dev", "test")}
@@ -260,7 +260,7 @@ def test_hashed_split_ratios():
 
 
 def test_empty_train_is_flagged(tmp_path):
-    from pipeline.assemble import assemble
+    from dataset.assemble import assemble
 
     ctx = make_ctx(tmp_path / "ws")
     rows = []
@@ -276,7 +276,7 @@ def test_empty_train_is_flagged(tmp_path):
 
 
 def test_mixed_code_spaces_and_bad_config_are_clear(tmp_path):
-    from pipeline.assemble import AssembleError, assemble
+    from dataset.assemble import AssembleError, assemble
     from pipeline.config import ConfigError
 
     ctx = make_ctx(tmp_path / "ws")

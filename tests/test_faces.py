@@ -115,7 +115,7 @@ def test_shot_cut_splits_the_track(analysed):
 
 def _loud(path, a):
     from extract.faces.select import loudness_envelope
-    from extract.media import read_audio
+    from pipeline.media import read_audio
 
     return lambda: loudness_envelope(read_audio(path, 0.0, None, 16000), 16000, a.t, a.fps)
 

@@ -42,7 +42,7 @@ def _env() -> dict:
 
 
 def start(*args) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "pipeline.cli", *map(str, args)], cwd=REPO, env=_env(),
+    return subprocess.Popen([sys.executable, "-m", "wordsmile.cli", *map(str, args)], cwd=REPO, env=_env(),
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
 
 
@@ -74,7 +74,7 @@ def content(ds: Path) -> tuple[dict, list]:
 def check_integrity(ws: Path) -> int:
     """Every file under a final name is complete and readable; every cache entry is finished. Returns
     the number of files checked; AssertionError naming the first broken one."""
-    from pipeline.release import safe_load_pickle
+    from dataset.release import safe_load_pickle
 
     n = 0
     for p in sorted(ws.rglob("*")):

@@ -97,7 +97,7 @@ def test_flow_rerun_stage_broken_item_and_dask(tmp_path, sample_dir, harness):
 
 def _wordsmile(*args, **kw) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(REPO), "WORDSMILE_NO_PROGRESS": "1"}
-    return subprocess.Popen([sys.executable, "-m", "pipeline.cli", *args], cwd=REPO, env=env,
+    return subprocess.Popen([sys.executable, "-m", "wordsmile.cli", *args], cwd=REPO, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, **kw)
 
 
@@ -136,7 +136,7 @@ def test_sigkill_mid_extraction_resumes(tmp_path, sample_dir):
 
 @pytest.mark.timeout(900)
 def test_deployment_runs_on_a_real_server_and_worker(tmp_path, sample_dir):
-    from flows.local import local_server, run_deployment, setup
+    from flows.server import local_server, run_deployment, setup
 
     m = _manifest(tmp_path, sample_dir)
     ws = tmp_path / "ws"
@@ -153,8 +153,8 @@ def test_train_and_publish_flows_on_a_built_dataset(tmp_path, sample_dir, harnes
     """`train-model` runs the CLI's training code on a freshly built dataset and writes checkpoints;
     `publish-release` releases, verifies and publishes it to a second folder."""
     from flows.flows import publish_release, train_model
-    from pipeline.release import verify
-    from pipeline.build import build
+    from dataset.release import verify
+    from wordsmile.build import build
 
     m = _manifest(tmp_path, sample_dir)
     res = build(m, tmp_path / "ws")

@@ -1,4 +1,4 @@
-"""Hardening: one build over the bad-input corpus (extract/badcorpus.py) ends every item with its
+"""Hardening: one build over the bad-input corpus (testdata/badcorpus.py) ends every item with its
 specific reason, leaves the good items exactly as a build of only the good items, finishes, and writes
 nothing outside its workspace; plus the security checks (no shell strings, safe YAML, sanitised ids,
 URL policy, restricted unpicklers, Prefect on loopback).
@@ -33,7 +33,7 @@ CODE_DIRS = ("pipeline", "extract", "flows", "model", "benchmarks")
 
 def wordsmile(*args, cwd: Path, env: dict | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
     e = {**os.environ, "PYTHONPATH": str(REPO), "WORDSMILE_NO_PROGRESS": "1", **(env or {})}
-    return subprocess.run([sys.executable, "-m", "pipeline.cli", *args], cwd=cwd, env=e, capture_output=True,
+    return subprocess.run([sys.executable, "-m", "wordsmile.cli", *args], cwd=cwd, env=e, capture_output=True,
                           text=True, timeout=timeout)
 
 
@@ -98,7 +98,7 @@ def samples(ds: Path) -> pd.DataFrame:
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory) -> tuple[Path, dict]:
-    from extract.badcorpus import make_bad_corpus
+    from testdata.badcorpus import make_bad_corpus
 
     dest = tmp_path_factory.mktemp("badcorpus") / "corpus"
     return dest, make_bad_corpus(dest)
@@ -122,7 +122,7 @@ def test_corpus_index_lists_every_file_and_a_known_reason(corpus):
 
 
 def test_corpus_media_are_what_the_index_says(corpus):
-    from extract.media import probe
+    from pipeline.media import probe
 
     root, _ = corpus
     rot = probe(root / "good" / "rotated.mp4")
@@ -140,7 +140,7 @@ def test_corpus_media_are_what_the_index_says(corpus):
 
 @pytest.mark.slow
 def test_corpus_generation_is_deterministic(corpus, tmp_path):
-    from extract.badcorpus import make_bad_corpus
+    from testdata.badcorpus import make_bad_corpus
 
     root, idx = corpus
     t0 = time.monotonic()
@@ -227,7 +227,7 @@ def test_one_build_over_the_whole_corpus(corpus, tmp_path):
 
 # ---------------------------------------------------------------- security
 
-_ALLOWED_UNPICKLERS = {("pipeline/release.py", "_SafeUnpickler"), ("model/flame.py", "_FlameUnpickler"),
+_ALLOWED_UNPICKLERS = {("dataset/release.py", "_SafeUnpickler"), ("model/flame.py", "_FlameUnpickler"),
                        ("model/data.py", "_StageOneUnpickler")}
 
 
@@ -331,7 +331,7 @@ def test_yaml_inputs_are_loaded_safely(tmp_path):
 def test_restricted_unpicklers_refuse_code(tmp_path):
     from model.data import _StageOneUnpickler
     from model.flame import _FlameUnpickler
-    from pipeline.release import _SafeUnpickler
+    from dataset.release import _SafeUnpickler
 
     class Evil:
         def __reduce__(self):
@@ -388,4 +388,4 @@ def test_prefect_recipes_bind_loopback():
             assert '"--host", "127.0.0.1"' in m.group(0), f"{p.name}: {m.group(0)}"
         for m in re.finditer(r"http://([^/:\s\"'`]+)", text):   # the API URLs the recipes hand out
             assert m.group(1) == "127.0.0.1", f"{p.name}: {m.group(0)}"
-    assert starts >= 3   # README, prefect.yaml and flows/local.py each start one
+    assert starts >= 3   # README, prefect.yaml and flows/server.py each start one

@@ -1,4 +1,4 @@
-"""extract/media.py against real files: the generated sample (whose true frame times are known) and
+"""pipeline/media.py against real files: the generated sample (whose true frame times are known) and
 small clips made here with ffmpeg."""
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from extract import media
-from extract.media import MediaError, cut_clip, decode, ffmpeg_exe, probe, read_audio
+from pipeline import media
+from pipeline.media import MediaError, cut_clip, decode, ffmpeg_exe, probe, read_audio
 from pipeline.records import Reason
 
 
@@ -250,11 +250,11 @@ def test_config_thresholds_apply():
 
 def test_build_applies_the_media_config(sample_dir, tmp_path):
     """`media.*` settings reach the decoder in the build's worker code (here: a missing ffmpeg)."""
-    from pipeline.build import Build, local_mapper
+    from wordsmile.build import Build, local_mapper
 
     m = tmp_path / "m.yaml"
     m.write_text(f"name: t\nsources:\n  - {{id: t, kind: table, path: {sample_dir / 'table' / 'table.csv'}}}\n")
-    from extract import media
+    from pipeline import media
 
     try:
         res = Build(m, tmp_path / "ws", overrides=["media.ffmpeg=/nonexistent/ffmpeg"]).run(

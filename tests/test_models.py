@@ -1,4 +1,4 @@
-"""Model provisioning (extract/models.py): every route verifies size and SHA-256 before the file is
+"""Model provisioning (extract/faces/model_files.py): every route verifies size and SHA-256 before the file is
 placed; failures list each route. Uses the real model files (installed once into the user cache)."""
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import zipfile
 
 import pytest
 
-from extract import models
+from extract.faces import model_files as models
 
 
 @pytest.fixture(scope="module")

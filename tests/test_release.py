@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline.release import ReleaseError, publish, read_stage1, release, safe_load_pickle, verify, write_sums
+from dataset.release import ReleaseError, publish, read_stage1, release, safe_load_pickle, verify, write_sums
 from pipeline.workspace import Workspace
 from test_assemble import build
 
@@ -145,7 +145,7 @@ def test_cli_release_verify_publish(dataset, tmp_path):
     import typer
     from typer.testing import CliRunner
 
-    from pipeline import release as rel_mod
+    from dataset import release as rel_mod
 
     app = typer.Typer()
     rel_mod.register(app)

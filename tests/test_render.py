@@ -151,10 +151,8 @@ def test_cli_train_sample_evaluate_render_flame53(tmp_path):
 
     root = make_dataset(tmp_path / "ds", D=53, code_space="flame53")
     make_flame_file(tmp_path / "flame.pkl", V=12)
-    app, group = typer.Typer(), typer.Typer()
+    app = typer.Typer()
     cli.register(app)
-    cli.register_sample(group)
-    app.add_typer(group, name="sample")
     run = CliRunner().invoke
     out = tmp_path / "run"
     sets = ["--set", "threads=1", "--set", f"text_cache={tmp_path / 'tc'}", "--set", "eval_every=10"]
@@ -162,7 +160,7 @@ def test_cli_train_sample_evaluate_render_flame53(tmp_path):
     assert r.exit_code == 0, r.output
     assert json.loads(r.output[r.output.index("{"):])["steps"] == 12
     assert {"best.pt", "last.pt", "log.csv"} <= {p.name for p in out.iterdir()} and (out / "tb").is_dir()
-    r = run(app, ["sample", "generate", str(out / "best.pt"), "--text", "Hello there!", "-n", "3",
+    r = run(app, ["sample", str(out / "best.pt"), "--text", "Hello there!", "-n", "3",
                   "--max-frames", "20", "--out", str(tmp_path / "g.parquet")])
     assert r.exit_code == 0, r.output
     from model.sample import read_generations

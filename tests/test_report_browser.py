@@ -33,7 +33,7 @@ def chromium(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
 
 
 def make_video(path: Path, seconds: float = 8.0) -> Path:
-    from extract.media import ffmpeg_exe
+    from pipeline.media import ffmpeg_exe
 
     subprocess.run([ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi", "-i",
                     f"testsrc=size=320x240:rate=10:duration={seconds}", "-pix_fmt", "yuv420p", str(path)],

@@ -1,4 +1,4 @@
-"""extract/samplegen.py: the generated sample is complete, truthful (pictures and audio follow the
+"""testdata/samplegen.py: the generated sample is complete, truthful (pictures and audio follow the
 stored driving signals) and byte-for-byte reproducible."""
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from extract.media import decode, probe, read_audio
-from extract.samplegen import _folder_specs, make_clip, make_sample
+from pipeline.media import decode, probe, read_audio
+from testdata.samplegen import _folder_specs, make_clip, make_sample
 
 
 def _signals(clip: Path) -> dict:
@@ -169,7 +169,7 @@ def test_cli_command(tmp_path, sample_dir):
     from typer.testing import CliRunner
 
     app = typer.Typer()
-    from extract.samplegen import register
+    from testdata.samplegen import register
 
     register(app)
 

@@ -22,7 +22,7 @@ from pipeline.records import Reason
 @pytest.fixture(scope="module")
 def tiny_mp4(tmp_path_factory) -> Path:
     """A 3 s, 160×120, 10 fps H.264 clip made by ffmpeg's test source."""
-    from extract.media import ffmpeg_exe
+    from pipeline.media import ffmpeg_exe
 
     p = tmp_path_factory.mktemp("media") / "tiny.mp4"
     subprocess.run([ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-f", "lavfi", "-i",

@@ -159,7 +159,7 @@ def test_spans_and_url_policy(server, sample_dir, tmp_path, workspace):
     second = df[df.video_id == f"index-1.{cut:.3f}-4.000"].iloc[0]
     assert second["text"] == sents[1]["text"]
     assert second["start"] == pytest.approx(sents[1]["start"] - cut, abs=0.02)   # in the span file's timeline
-    from extract.media import probe
+    from pipeline.media import probe
     assert probe(second["video_path"]).duration == pytest.approx(4.0 - cut, abs=0.15)
 
     # changed spans: fetched again although the id is in the download archive

@@ -64,7 +64,7 @@ def track_crops(seg: dict, faces_dir: Path, track: dict, cfg, log) -> tuple[np.n
             raise TrackError(f"{p}: shape {crops.shape} {crops.dtype}, expected ({n}, S, S, 3) uint8")
         return np.asarray(crops), np.ones(n, bool), "crops.npy"
     from extract.faces.crops import crop_frames, deca_crop_box  # the geometry the faces stage uses too
-    from extract.media import decode
+    from pipeline.media import decode
 
     lm = track["landmarks"][..., :2].astype(np.float32)
     boxes = np.array([deca_crop_box(x, cfg.crop_scale) for x in lm], np.float64).reshape(n, 3)  # cx, cy, side

@@ -26,7 +26,7 @@ def load_models(cfg):
     """(detector, landmarker) singletons for this process, installing the model files if needed."""
     from extract.faces.detect import get_detector
     from extract.faces.landmarks import get_landmarker
-    from extract.models import ensure_models
+    from extract.faces.model_files import ensure_models
 
     key = (cfg.landmarker_path, cfg.detector_path)
     if key not in _MODEL_PATHS:   # verify (hash) the files once per process, not per segment
@@ -58,7 +58,7 @@ def analyse(path, start: float, end: float | None, cfg, info=None) -> Analysis:
     """Decode [start, end) once and track every face in it."""
     from extract.faces.shots import ShotDetector
     from extract.faces.tracks import Tracker
-    from extract.media import decode
+    from pipeline.media import decode
 
     detector, landmarker = load_models(cfg)
     shots = ShotDetector(cfg.shot_threshold, max(1, int(round(cfg.shot_min_len_s * cfg.analysis_fps))))
@@ -103,7 +103,7 @@ def crops_for(path, start, end, arrays: dict, cfg, info=None) -> np.ndarray:
     """DECA crops of the kept track: a second decode at crop_max_side (sharper than analysis frames)."""
     from extract.faces.crops import crop_frames, deca_crop_box
     from extract.faces.tracks import smooth_boxes
-    from extract.media import decode
+    from pipeline.media import decode
 
     lm = arrays["landmarks"].astype(np.float32)
     boxes = np.array([deca_crop_box(x[:, :2]) for x in lm], np.float64)
@@ -143,7 +143,7 @@ def evaluate(a: Analysis, cfg, loudness=None):
 def _loudness_fn(path, start, end, a: Analysis, rate: int, info):
     def fn():
         from extract.faces.select import loudness_envelope
-        from extract.media import read_audio
+        from pipeline.media import read_audio
 
         audio = read_audio(path, start, end, rate=rate, info=info)
         return loudness_envelope(audio, rate, a.t, a.fps) if len(audio) else None
@@ -164,7 +164,7 @@ def process_segment(seg: dict, ctx) -> Record:
             rec.item_id = seg_id   # an entry is shared by segments with the same video bytes and span
             rec.output = str(entry) if rec.ok else rec.output
             return rec
-        from extract.media import probe
+        from pipeline.media import probe
 
         path = Path(seg["video_path"])
         info = probe(path, timeout=ctx.cfg.media.probe_timeout_s)
@@ -186,7 +186,7 @@ def process_segment(seg: dict, ctx) -> Record:
             write_json(tmp / "record.json", rec.to_json())
         return rec
     except Exception as e:  # one bad segment must not stop the run
-        from extract.media import MediaError
+        from pipeline.media import MediaError
 
         if isinstance(e, MediaError):
             return Record(STAGE, seg_id, Status.FAILED, e.reason, str(e), {}, "")

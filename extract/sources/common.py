@@ -176,7 +176,7 @@ class ProbeMemo:
 
     def probe(self, p: Path) -> dict:
         """{'duration', 'fps', 'width', 'height', 'hash'} or raises RowError(MEDIA_*/MISSING_FILE)."""
-        from extract.media import MediaError, probe
+        from pipeline.media import MediaError, probe
 
         if not p.exists():
             raise RowError(Reason.MISSING_FILE, f"{p}: file does not exist")

@@ -80,7 +80,7 @@ def ffmpeg_for(cfg) -> str:
     yt-dlp merges and cuts with the same binary that later decodes."""
     import os
 
-    from extract.media import ffmpeg_exe
+    from pipeline.media import ffmpeg_exe
 
     configured = getattr(getattr(cfg, "media", None), "ffmpeg", "") or os.environ.get("WORDSMILE_FFMPEG", "")
     return ffmpeg_exe(configured)

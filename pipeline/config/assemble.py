@@ -1,4 +1,4 @@
-"""Assembly, filter and release settings (pipeline/assemble/, pipeline/release.py)."""
+"""Assembly, filter and release settings (dataset/assemble/, dataset/release.py)."""
 from __future__ import annotations
 
 from pydantic import field_validator

@@ -7,7 +7,7 @@ from pipeline.config._base import F, Section
 
 
 class FacesConfig(Section):
-    # models (extract/models.py): empty = the verified copy in the user's model cache
+    # models (extract/faces/model_files.py): empty = the verified copy in the user's model cache
     landmarker_path: str = F("", "local face_landmarker.task to install from; empty = cache, URL, PyPI wheel")
     detector_path: str = F("", "local full-range face detector .tflite; empty = cache, URL, PyPI wheel")
 

@@ -1,4 +1,4 @@
-"""Media layer settings (extract/media.py)."""
+"""Media layer settings (pipeline/media.py)."""
 from __future__ import annotations
 
 from pipeline.config._base import F, Section

@@ -1,4 +1,4 @@
-"""Orchestration settings (pipeline/build.py, flows/)."""
+"""Orchestration settings (wordsmile/build.py, flows/)."""
 from __future__ import annotations
 
 from pipeline.config._base import F, Section

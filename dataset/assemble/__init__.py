@@ -10,9 +10,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from pipeline.assemble.filters import AssembleError, load_codes, select
-from pipeline.assemble.splits import SPLITS, assign_split
-from pipeline.assemble.writers import software_versions, write_dataset
+from dataset.assemble.filters import AssembleError, load_codes, select
+from dataset.assemble.splits import assign_split
+from pipeline.formats.dataset import SPLITS
+from pipeline.formats.dataset import software_versions, write_dataset
 from pipeline.atomic import atomic_dir, write_text
 from pipeline.context import StageContext
 from pipeline.manifest import check_safe_id
@@ -89,7 +90,7 @@ def samples_table(kept, ratios: list[float], salt: str) -> pd.DataFrame:
         r.update(face_columns(str(row.get("faces_dir") or "")))
         rows.append(r)
     if not rows:
-        from pipeline.assemble.writers import CORE_COLUMNS, PROVENANCE_COLUMNS
+        from pipeline.formats.dataset import CORE_COLUMNS, PROVENANCE_COLUMNS
         return pd.DataFrame({c: pd.Series(dtype=float if c in ("fps", "duration", "valid_ratio", "start", "end")
                                           else int if c == "n_frames" else object)
                              for c in CORE_COLUMNS + PROVENANCE_COLUMNS})
@@ -127,7 +128,7 @@ def assemble(segments: pd.DataFrame, ctx: StageContext, name: str, records: list
     renamed into place). `records` are the upstream stages' records (for the rejection funnel);
     `extra_files` are copied in as-is (e.g. {"rig.npz": path} for arkit52); `exclude` drops sample ids.
     Returns the folder and one Record per considered sample."""
-    from pipeline.assemble import card, report
+    from dataset.assemble import card, report
 
     check_safe_id(name)
     cfg = ctx.cfg.assemble

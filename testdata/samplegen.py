@@ -370,7 +370,7 @@ def encode(dest: Path, frames: Iterable[np.ndarray], size: tuple[int, int], audi
            fps: float = FPS, times: np.ndarray | None = None) -> Path:
     """Pipe RGB frames (and optional mono audio) into a deterministic H.264/AAC mp4, atomically.
     `times` (per-frame seconds) makes a variable-frame-rate file with exactly those timestamps."""
-    from extract.media import ffmpeg_exe
+    from pipeline.media import ffmpeg_exe
 
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -675,7 +675,7 @@ def make_sample(dest: Path, force: bool = False, parts: Iterable[str] | None = N
 
 
 def register(app) -> None:
-    """Add `make` to the typer sub-app mounted as `wordsmile sample`."""
+    """Add `make` to the typer sub-app mounted as `wordsmile testdata`."""
     import typer
 
     @app.command("make")

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from pipeline.assemble.splits import SPLITS
+from pipeline.formats.dataset import SPLITS
 from pipeline.atomic import atomic_path, write_text
 
 COLORS = {"train": "#4C72B0", "dev": "#DD8452", "test": "#55A868"}
@@ -106,7 +106,7 @@ def make_thumbnail(video_path: str, start: float, end: float, faces_dir: str, si
     """Decode the middle frame of the segment and crop the tracked face (×1.5 its box)."""
     from PIL import Image
 
-    from extract.media import decode
+    from pipeline.media import decode
 
     mid = start + 0.5 * (end - start)
     frame, scale = None, 1.0
@@ -155,7 +155,7 @@ def write_report(out: Path, meta: dict, df: pd.DataFrame, cfg, media: dict | Non
                  thumbs_from: Path | None = None, log: logging.Logger | None = None) -> Path:
     """Write `out/report.html` and `out/report/*.png`. `media` maps sample_id → (video_path, start, end,
     faces_dir) for thumbnails; `thumbs_from` is a dataset folder whose thumbnails may be reused."""
-    from pipeline.assemble.writers import split_order
+    from pipeline.formats.dataset import split_order
 
     log = log or logging.getLogger("wordsmile")
     out = Path(out)

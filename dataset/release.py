@@ -26,10 +26,10 @@ import numpy as np
 from pipeline.atomic import TMP_PREFIX, atomic_dir, atomic_path, write_json, write_text
 from pipeline.hashing import sha256_file
 from pipeline.manifest import check_safe_id
+from pipeline.formats.dataset import SPLITS
 
 SUMS = "SHA256SUMS"
 RELEASE_CODE_VERSION = "1"
-SPLITS = ("train", "dev", "test")
 _SUM_LINE = re.compile(r"^([0-9a-f]{64}) [ *](.+)$")
 REQUIRED_INFO = ("name", "code_space", "D", "dims", "fps", "counts", "config_hash", "versions", "columns")
 
@@ -219,7 +219,7 @@ def check_layout(d: Path) -> list[str]:
         problems.append(f"samples.parquet: unreadable ({type(e).__name__}: {e})")
         df = None
     if df is not None:
-        from pipeline.assemble.writers import CORE_COLUMNS
+        from pipeline.formats.dataset import CORE_COLUMNS
 
         lack = [c for c in CORE_COLUMNS if c not in df.columns]
         if lack:
@@ -281,7 +281,7 @@ def _resolve_dataset(dataset_dir, ws) -> Path:
 
 
 def _licence_notices(out: Path, info: dict) -> None:
-    from pipeline.assemble.card import SOURCE_CITATIONS
+    from dataset.assemble.card import SOURCE_CITATIONS
 
     for s in info.get("sources", []):
         text = (f"Source: {s['source_id']} ({s['kind']})\nLicence: {', '.join(s['license'])}\n"
@@ -296,8 +296,8 @@ def _licence_notices(out: Path, info: dict) -> None:
 
 def _rewrite_without(src: Path, out: Path, info: dict, ids: list[str]) -> dict:
     """Rewrite the dataset into `out` without the listed sample ids (statistics, card and report too)."""
-    from pipeline.assemble import card, report
-    from pipeline.assemble.writers import read_samples, write_dataset
+    from dataset.assemble import card, report
+    from pipeline.formats.dataset import read_samples, write_dataset
     from pipeline.config.assemble import AssembleConfig
 
     df = read_samples(src)
@@ -371,7 +371,7 @@ def release(dataset_dir, ws, version: str, exclude: str | os.PathLike | None = N
                 (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(src / rel, tmp / rel)
         _licence_notices(tmp, info)
-        from pipeline.assemble.writers import software_versions
+        from pipeline.formats.dataset import software_versions
         write_json(tmp / "provenance" / "release.json", {
             "name": name, "version": version, "created": created.isoformat(),
             "dataset": str(src), "dataset_json_sha256": sha256_file(src / "dataset.json"),

@@ -15,10 +15,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from pipeline.assemble.splits import SPLITS
 from pipeline.atomic import write_bytes, write_json, write_parquet
 
 FORMAT_VERSION = 1
+SPLITS = ("train", "dev", "test")   # EmoAva's split names, in file-name order
 # Parquet columns every dataset has, in this order; provenance, face_* and others follow.
 CORE_COLUMNS = ["sample_id", "split", "text", "codes", "n_frames", "fps", "duration", "valid_ratio",
                 "code_space"]

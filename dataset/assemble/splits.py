@@ -7,8 +7,8 @@ land in one split (no speaker or scene leaks between train and test)."""
 from __future__ import annotations
 
 import hashlib
+from pipeline.formats.dataset import SPLITS
 
-SPLITS = ("train", "dev", "test")
 
 
 def unit_hash(*parts: str) -> float:

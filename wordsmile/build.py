@@ -88,7 +88,7 @@ def _guard(stage: str, item_id: str, fn: Callable[[], Record]) -> Record:
 
 def _prepare(ctx: StageContext) -> None:
     """Apply run-wide settings in whatever process runs the item (pool workers, Dask workers)."""
-    from extract import media
+    from pipeline import media
 
     media.configure(ctx.cfg.media)
 
@@ -223,7 +223,7 @@ class Build:
         return df, recs
 
     def assemble(self, coded: pd.DataFrame, upstream: list[Record]) -> tuple[Path, list[Record]]:
-        from pipeline.assemble import assemble
+        from dataset.assemble import assemble
 
         extra = self._rig_files(coded)
         path, recs = assemble(coded, self.ctx, self.name, records=upstream, manifest=self.manifest,

@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import List, Optional
 
 import typer
-from typer.core import TyperGroup
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DO_NOT_TRACK", "1")
@@ -17,7 +16,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 app = typer.Typer(
     help="wordsmile: build text → facial-expression datasets (EmoAva format) and train CTEG models on them.\n\n"
-         "Typical use: `wordsmile sample make sample_data` (test media), `wordsmile build manifests/sample.yaml`, "
+         "Typical use: `wordsmile testdata make sample_data` (test media), `wordsmile build manifests/sample.yaml`, "
          "`wordsmile release WORKSPACE/datasets/sample --version 0.1.0`, `wordsmile train WORKSPACE/datasets/sample`.",
     no_args_is_help=True, rich_markup_mode="markdown", pretty_exceptions_enable=False)
 
@@ -28,22 +27,12 @@ CFG_OPT = typer.Option(None, "--config", "-c", help="YAML config file (see `word
 SET_OPT = typer.Option([], "--set", "-s", help="Override a config value: section.field=value (repeatable).")
 
 
-class SampleGroup(TyperGroup):
-    """`wordsmile sample make DIR` generates test media; `wordsmile sample CHECKPOINT --text ...` samples a
-    trained model. Any first word that is not a subcommand is taken as a checkpoint path."""
-
-    def resolve_command(self, ctx, args):
-        if args and args[0] not in self.commands and not args[0].startswith("-") and "generate" in self.commands:
-            args = ["generate", *args]
-        return super().resolve_command(ctx, args)
-
-
-sample_app = typer.Typer(cls=SampleGroup, no_args_is_help=True,
-                         help="`sample make DIR`: generate the bundled test media. "
-                              "`sample CHECKPOINT --text ... -n 5`: sample a trained model.")
+testdata_app = typer.Typer(no_args_is_help=True,
+                           help="Generated test media: `testdata make DIR` (the bundled sample), "
+                                "`testdata badcorpus DIR` (the bad-input corpus of the hardening tests).")
 models_app = typer.Typer(no_args_is_help=True, help="MediaPipe model files: install and list them.")
 config_app = typer.Typer(no_args_is_help=True, help="Show the configuration and what each setting is for.")
-app.add_typer(sample_app, name="sample")
+app.add_typer(testdata_app, name="testdata")
 app.add_typer(models_app, name="models")
 app.add_typer(config_app, name="config")
 
@@ -93,7 +82,7 @@ def build(manifest: Path = typer.Argument(..., help="Source manifest (YAML), e.g
     Every stage result is cached by content, so rerunning resumes; `--stages assemble` reruns assembly
     alone from the last build's tables; `--force faces` recomputes one stage."""
     _setup_logging(verbose)
-    from pipeline.build import BuildError, build as run_build
+    from wordsmile.build import BuildError, build as run_build
     from pipeline.config import ConfigError
     from pipeline.manifest import ManifestError
     from pipeline.workspace import WorkspaceLocked
@@ -117,7 +106,7 @@ def ingest(manifest: Path = typer.Argument(..., help="Source manifest (YAML)."),
 
     The table is written to WORKSPACE/state/NAME/ingest.parquet; every failure is recorded with a reason."""
     _setup_logging(verbose)
-    from pipeline.build import BuildError, build as run_build
+    from wordsmile.build import BuildError, build as run_build
     from pipeline.config import ConfigError
     from pipeline.manifest import ManifestError
     from pipeline.workspace import WorkspaceLocked
@@ -133,21 +122,22 @@ def ingest(manifest: Path = typer.Argument(..., help="Source manifest (YAML)."),
 @app.command()
 def doctor():
     """Check this machine: ffmpeg, MediaPipe models, GPU, package versions — and say how to fix what is missing."""
-    from pipeline.doctor import run_doctor
+    from wordsmile.doctor import run_doctor
 
     raise typer.Exit(run_doctor())
 
 
 def _register_areas() -> None:
     """Mount the commands that each area defines next to its code."""
-    from extract import models, samplegen
+    from extract.faces import model_files
+    from testdata import badcorpus, samplegen
     from model import cli as model_cli
-    from pipeline import release
+    from dataset import release
     from flows import cli as flows_cli
 
-    samplegen.register(sample_app)
-    models.register(models_app)
-    model_cli.register_sample(sample_app)
+    samplegen.register(testdata_app)
+    badcorpus.register(testdata_app)
+    model_files.register(models_app)
     model_cli.register(app)
     release.register(app)
     flows_cli.register(app)

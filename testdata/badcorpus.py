@@ -1,7 +1,7 @@
 """A deterministic corpus of bad (and a few good) inputs for the hardening tests: one build runs over
 all of it and every item must end with the specific reason listed in `corpus.json`.
 
-    python -m extract.badcorpus DEST        # ~10 s, ~1 MB, no network
+    python -m testdata.badcorpus DEST        # ~10 s, ~1 MB, no network
 
 Layout under DEST:
   good/        clips with sidecar captions that must build (plain, VFR, rotated, no audio,
@@ -43,7 +43,7 @@ GOOD_CUES = [(0.20, 1.10, "Hello, this clip is fine."), (1.30, 2.30, "And it kee
 
 
 def _ff(*args: str) -> None:
-    from extract.media import ffmpeg_exe
+    from pipeline.media import ffmpeg_exe
 
     proc = subprocess.run([ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y", *args],
                           stdin=subprocess.DEVNULL, capture_output=True)
@@ -61,7 +61,7 @@ def _vtt(cues) -> str:
 
 
 def _talking(dest: Path, duration: float, seed: int, times=None) -> None:
-    from extract.samplegen import ClipSpec, _closeup, make_clip
+    from testdata.samplegen import ClipSpec, _closeup, make_clip
 
     make_clip(ClipSpec(dest.stem, duration, [t for _, _, t in GOOD_CUES][: 1 if duration < 1 else 2], seed,
                        _closeup, windows=[(0.0, duration)] if duration < 1 else [(a, b) for a, b, _ in GOOD_CUES],
@@ -267,7 +267,7 @@ def main(argv: list[str] | None = None) -> int:
 
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) not in (1, 2) or argv[0].startswith("-") and argv[0] != "--force":
-        print("usage: python -m extract.badcorpus [--force] DEST", file=sys.stderr)
+        print("usage: python -m testdata.badcorpus [--force] DEST", file=sys.stderr)
         return 2
     force = "--force" in argv
     dest = [a for a in argv if a != "--force"][0]
@@ -276,6 +276,18 @@ def main(argv: list[str] | None = None) -> int:
     print(f"bad corpus: {len(idx['items'])} items, {len(idx['files'])} files in {dest} "
           f"({time.monotonic() - t0:.1f} s)")
     return 0
+
+
+def register(app) -> None:
+    """Add `badcorpus` to the typer sub-app mounted as `wordsmile testdata`."""
+    import typer
+
+    @app.command("badcorpus")
+    def badcorpus(dest: Path = typer.Argument(..., help="folder to create"),
+                  force: bool = typer.Option(False, "--force", help="regenerate even if DEST already holds it")):
+        """Generate the bad-input corpus the hardening tests build over (corpus.json lists every item and
+        the reason it must end with)."""
+        raise typer.Exit(main([*(["--force"] if force else []), str(dest)]))
 
 
 if __name__ == "__main__":

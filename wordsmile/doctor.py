@@ -16,7 +16,7 @@ CV2_CLASH = ["opencv-python", "opencv-python-headless"]
 
 def _check_ffmpeg() -> tuple[str, str, str]:
     try:
-        from extract.media import ffmpeg_exe
+        from pipeline.media import ffmpeg_exe
 
         exe = ffmpeg_exe()
         out = subprocess.run([exe, "-hide_banner", "-encoders"], capture_output=True, text=True, timeout=20).stdout
@@ -31,7 +31,7 @@ def _check_ffmpeg() -> tuple[str, str, str]:
 def _check_models() -> list[tuple[str, str, str, str]]:
     rows = []
     try:
-        from extract.models import status
+        from extract.faces.model_files import status
 
         for name, (ok, detail) in status().items():
             rows.append((f"model {name}", "ok" if ok else "missing", detail,
