@@ -3,34 +3,40 @@
 `release` writes WORKSPACE/releases/NAME-VERSION/ (never overwritten) with the dataset files, SHA256SUMS,
 provenance and licence notices, optionally rewriting the dataset without opted-out samples. `verify`
 checks hashes, then schema and the EmoAva layout; only after the hashes match does it unpickle the stage-1
-files, and then only through `safe_load_pickle` (lists, strings and numpy arrays, nothing else).
+files, and then only through the release format's restricted unpickler (pipeline/formats/release.py:
+lists, strings and numpy arrays, nothing else). A dataset holding a symlink or special file, or whose
+dataset.json names unsafe paths, is refused; an archive is checked from its listing before unpacking.
 `publish` copies a verified release to any fsspec URL and checks the copy by reading it back."""
 from __future__ import annotations
 
 import datetime as _dt
+import errno
+import fcntl
 import gzip
 import hashlib
 import json
 import os
-import pickle
 import re
 import shutil
 import stat
 import tarfile
 import tempfile
+import time
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Optional
 
 import numpy as np
 
-from pipeline.atomic import TMP_PREFIX, atomic_dir, atomic_path, write_json, write_text
-from pipeline.hashing import sha256_file
-from pipeline.manifest import check_safe_id
+from pipeline.atomic import TMP_PREFIX, atomic_dir, atomic_path, clean_stale_tmp, write_json, write_text
 from pipeline.formats.dataset import SPLITS
+from pipeline.formats.release import (MAX_MEMBERS, MAX_RATIO, MAX_UNPACKED_BYTES, SUMS, ReleaseFormatError,
+                                      check_tar_listing, load_stage1, plain_files, read_sums, safe_relpath,
+                                      write_sums)
+from pipeline.hashing import sha256_file
+from pipeline.manifest import SAFE_ID, check_safe_id
 
-SUMS = "SHA256SUMS"
 RELEASE_CODE_VERSION = "1"
-_SUM_LINE = re.compile(r"^([0-9a-f]{64}) [ *](.+)$")
 REQUIRED_INFO = ("name", "code_space", "D", "dims", "fps", "counts", "config_hash", "versions", "columns")
 
 
@@ -38,96 +44,43 @@ class ReleaseError(RuntimeError):
     pass
 
 
-# ---------------------------------------------------------------- restricted unpickling
-
-# The only globals a stage-1 pickle needs: numpy's array reconstruction (numpy 1 and 2 module names).
-_ALLOWED = {
-    ("numpy._core.multiarray", "_reconstruct"), ("numpy.core.multiarray", "_reconstruct"),
-    ("numpy._core.numeric", "_frombuffer"), ("numpy.core.numeric", "_frombuffer"),
-    ("numpy", "ndarray"), ("numpy", "dtype"),
-}
-
-
-class _SafeUnpickler(pickle.Unpickler):
-    def find_class(self, module, name):
-        if (module, name) in _ALLOWED:
-            return super().find_class(module, name)
-        raise pickle.UnpicklingError(f"global {module}.{name} is not allowed in a stage-1 pickle")
-
-
 def safe_load_pickle(path: str | os.PathLike) -> list:
-    """Unpickle a stage-1 file allowing only list / str / numpy ndarray reconstruction. Call it only on
-    files whose hash `verify` has checked. Object arrays and any other type are refused."""
-    path = Path(path)
-    with open(path, "rb") as f:
-        try:
-            obj = _SafeUnpickler(f).load()
-        except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError) as e:
-            raise ReleaseError(f"{path}: refused or unreadable pickle ({e})") from None
-    if not isinstance(obj, list):
-        raise ReleaseError(f"{path}: expected a list, got {type(obj).__name__}")
-    for i, x in enumerate(obj):
-        if isinstance(x, np.ndarray):
-            if x.dtype == object:
-                raise ReleaseError(f"{path}: item {i} is an object array")
-        elif not isinstance(x, str):
-            raise ReleaseError(f"{path}: item {i} is a {type(x).__name__}, expected str or numpy array")
-    return obj
+    """Unpickle a stage-1 file allowing only list / str / numpy ndarray reconstruction (the release
+    format's restricted unpickler). Call it only on files whose hash `verify` has checked."""
+    try:
+        return load_stage1(path)
+    except ReleaseFormatError as e:
+        raise ReleaseError(str(e)) from None
 
-
-# ---------------------------------------------------------------- checksums
 
 def _files(root: Path) -> list[str]:
-    out = []
-    for p in sorted(root.rglob("*")):
-        if p.is_file() or p.is_symlink():
-            out.append(p.relative_to(root).as_posix())
-    return out
-
-
-def write_sums(root: Path) -> Path:
-    lines = [f"{sha256_file(root / rel)}  {rel}" for rel in _files(root) if rel != SUMS]
-    return write_text(root / SUMS, "\n".join(lines) + "\n")
-
-
-def read_sums(root: Path) -> tuple[dict[str, str], list[str]]:
-    sums, problems = {}, []
-    for n, line in enumerate((root / SUMS).read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        m = _SUM_LINE.match(line)
-        if not m:
-            problems.append(f"{SUMS} line {n}: malformed (expected '<sha256>  <path>')")
-            continue
-        rel = m.group(2)
-        if rel.startswith("/") or ".." in Path(rel).parts:
-            problems.append(f"{SUMS} line {n}: path {rel!r} escapes the release folder")
-            continue
-        sums[rel] = m.group(1)
-    return sums, problems
+    """Regular files under root; a symlink or special file anywhere is a ReleaseError."""
+    try:
+        return plain_files(root)
+    except ReleaseFormatError as e:
+        raise ReleaseError(f"{root}/{e}") from None
 
 
 # ---------------------------------------------------------------- verify
 
-def verify(path: str | os.PathLike) -> list[str]:
+def verify(path: str | os.PathLike, max_members: int = MAX_MEMBERS, max_bytes: int = MAX_UNPACKED_BYTES,
+           max_ratio: float = MAX_RATIO) -> list[str]:
     """Check a release folder (or its .tar.gz): every file's SHA-256 against SHA256SUMS, no unlisted files,
     then dataset.json, the EmoAva stage-1 layout and samples.parquet. Returns the problems, each naming
-    the file; an empty list means the release is intact."""
+    the file; an empty list means the release is intact. An archive is checked from its listing first
+    (members, paths, unpacked size against the caps and the free space) before anything is unpacked."""
     p = Path(path)
     if p.is_file() and p.name.endswith((".tar.gz", ".tgz")):
-        with tempfile.TemporaryDirectory(prefix="wordsmile-verify-") as td:
-            with tarfile.open(p, "r:gz") as tf:
-                tf.extractall(td, filter="data")
-            tops = [d for d in Path(td).iterdir()]
-            if len(tops) != 1 or not tops[0].is_dir():
-                return [f"{p.name}: expected one top-level folder, found {[t.name for t in tops]}"]
-            return [f"{p.name}: {x}" for x in verify(tops[0])]
+        return _verify_archive(p, max_members, max_bytes, max_ratio)
     if not p.is_dir():
         return [f"{p}: not a folder or .tar.gz"]
     if not (p / SUMS).is_file():
         return [f"{SUMS} is missing: {p} is not a release folder (make one with `wordsmile release`)"]
     sums, problems = read_sums(p)
-    present = set(_files(p)) - {SUMS}
+    try:
+        present = set(plain_files(p)) - {SUMS}
+    except ReleaseFormatError as e:
+        return problems + [str(e), "contents not checked further: releases hold regular files only"]
     for rel in sorted(sums):
         f = p / rel
         if f.is_symlink():
@@ -144,6 +97,36 @@ def verify(path: str | os.PathLike) -> list[str]:
         # never unpickle files that failed their checksum: report and stop here
         return problems + ["contents not checked further: fix the checksum problems first"]
     return check_layout(p)
+
+
+def _verify_archive(p: Path, max_members: int, max_bytes: int, max_ratio: float) -> list[str]:
+    import zlib
+
+    bad = (tarfile.TarError, EOFError, OSError, zlib.error)
+    try:
+        tf = tarfile.open(p, "r:gz")
+    except bad as e:
+        return [f"{p.name}: not a gzip-compressed tar archive ({e}); `wordsmile release --tar` writes one"]
+    with tf:
+        try:
+            problems, total = check_tar_listing(tf, p.stat().st_size, max_members, max_bytes, max_ratio)
+        except bad as e:
+            return [f"{p.name}: truncated or corrupt archive ({type(e).__name__}: {e})"]
+        if problems:
+            return [f"{p.name}: {x}" for x in problems]
+        with tempfile.TemporaryDirectory(prefix="wordsmile-verify-") as td:
+            free = shutil.disk_usage(td).free
+            if total > free:
+                return [f"{p.name}: unpacks to {total} bytes but {td} has only {free} free: set TMPDIR to a "
+                        f"folder with room, or verify the unpacked folder"]
+            try:
+                tf.extractall(td, filter="data")
+            except bad as e:
+                return [f"{p.name}: cannot unpack ({type(e).__name__}: {e})"]
+            tops = [d for d in Path(td).iterdir()]
+            if len(tops) != 1 or not tops[0].is_dir():
+                return [f"{p.name}: expected one top-level folder, found {sorted(t.name for t in tops)}"]
+            return [f"{p.name}: {x}" for x in verify(tops[0])]
 
 
 def check_layout(d: Path) -> list[str]:
@@ -242,6 +225,11 @@ def check_layout(d: Path) -> list[str]:
             problems.append(f"{name}: missing")
     if (d / "report.html").is_file():
         for src in re.findall(r"src='([^']+)'", (d / "report.html").read_text(encoding="utf-8")):
+            try:
+                safe_relpath(src)
+            except ReleaseFormatError:
+                problems.append(f"report.html: image path {src!r} points outside the release")
+                continue
             if not (d / src).is_file():
                 problems.append(f"report.html: image {src} missing")
     return problems
@@ -273,11 +261,43 @@ def read_ids(path: str | os.PathLike) -> list[str]:
 
 def _resolve_dataset(dataset_dir, ws) -> Path:
     d = Path(dataset_dir)
-    if not d.is_dir() and ws is not None and (ws.datasets / str(dataset_dir)).is_dir():
+    if not d.is_dir() and ws is not None and SAFE_ID.match(str(dataset_dir)) and (ws.datasets / str(dataset_dir)).is_dir():
         d = ws.datasets / str(dataset_dir)
     if not (d / "dataset.json").is_file():
         raise ReleaseError(f"{d} is not a dataset folder (no dataset.json): build one with `wordsmile build`")
     return d
+
+
+def _checked_info(src: Path) -> tuple[dict, list[str]]:
+    """dataset.json and the dataset's regular files, after refusing anything that would make a release
+    copy bytes from outside the folder or write outside its own: symlinks and special files anywhere,
+    a `name` or `sources[].source_id` that is not a safe id, `extra_files` that are not plain files of
+    the folder. Names from the file only ever become one path component, validated here."""
+    files = _files(src)
+    try:
+        info = json.loads((src / "dataset.json").read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as e:
+        raise ReleaseError(f"{src / 'dataset.json'}: not valid JSON ({e})") from None
+    if not isinstance(info, dict):
+        raise ReleaseError(f"{src / 'dataset.json'}: not a JSON object")
+
+    def safe(value, field):
+        try:
+            return check_safe_id(value if isinstance(value, str) else "")
+        except ValueError as e:
+            raise ReleaseError(f"{src / 'dataset.json'}: field {field} = {value!r}: {e}") from None
+
+    safe(info.get("name"), "'name'")
+    for i, s in enumerate(info.get("sources") or []):
+        safe(s.get("source_id") if isinstance(s, dict) else None, f"'sources[{i}].source_id'")
+    for i, name in enumerate(info.get("extra_files") or []):
+        try:
+            rel = safe_relpath(name)
+        except ReleaseFormatError as e:
+            raise ReleaseError(f"{src / 'dataset.json'}: field 'extra_files[{i}]': {e}") from None
+        if rel not in files:
+            raise ReleaseError(f"{src / 'dataset.json'}: field 'extra_files[{i}]': {rel!r} is not a file of {src}")
+    return info, files
 
 
 def _licence_notices(out: Path, info: dict) -> None:
@@ -291,10 +311,10 @@ def _licence_notices(out: Path, info: dict) -> None:
                 "with their holders. Per-sample provenance (url, title, uploader, license) is in "
                 "samples.parquet. To request removal of a sample, send its sample_id to the publisher: "
                 "new versions are made with `wordsmile release --exclude`.\n")
-        write_text(out / "licenses" / f"{s['source_id']}.txt", text)
+        write_text(out / "licenses" / f"{check_safe_id(s['source_id'])}.txt", text)
 
 
-def _rewrite_without(src: Path, out: Path, info: dict, ids: list[str]) -> dict:
+def _rewrite_without(src: Path, out: Path, info: dict, files: list[str], ids: list[str]) -> dict:
     """Rewrite the dataset into `out` without the listed sample ids (statistics, card and report too)."""
     from dataset.assemble import card, report
     from pipeline.formats.dataset import read_samples, write_dataset
@@ -318,10 +338,9 @@ def _rewrite_without(src: Path, out: Path, info: dict, ids: list[str]) -> dict:
     cfg = AssembleConfig(**info.get("assemble_config", {}))
     meta = write_dataset(out, df[~gone].reset_index(drop=True), base, info.get("pickle_protocol", cfg.pickle_protocol),
                          info.get("stats", {}).get("std_floor", cfg.std_floor))
-    for name in info.get("extra_files", []):
-        shutil.copyfile(src / name, out / name)
-    if (src / "provenance").is_dir():
-        shutil.copytree(src / "provenance", out / "provenance")
+    for rel in [safe_relpath(x) for x in info.get("extra_files", [])] + [f for f in files if f.startswith("provenance/")]:
+        (out / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(src / rel, out / rel, follow_symlinks=False)
     write_json(out / "provenance" / "excluded.json",
                {"listed": sorted(listed), "removed": removed, "not_found": sorted(listed - set(removed))})
     report.write_report(out, meta, df[~gone].reset_index(drop=True), cfg, media=None, thumbs_from=src)
@@ -348,28 +367,82 @@ def _deterministic_tar(folder: Path, dest: Path, mtime: int) -> Path:
     return dest
 
 
+@contextmanager
+def _releases_lock(ws, wait_s: float = 600.0):
+    """One release writer per workspace at a time (builds do not take it: releases are written beside
+    them). Under it, temporaries that killed release writers left in releases/ are removed."""
+    ws.releases.mkdir(parents=True, exist_ok=True)
+    f = open(ws.releases / ".lock", "a+")
+    deadline = time.monotonic() + wait_s
+    try:
+        while True:
+            try:
+                fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise ReleaseError(f"{ws.releases} is being written by another release for over "
+                                       f"{wait_s:.0f} s; rerun when it has finished") from None
+                time.sleep(0.2)
+        clean_stale_tmp(ws.releases)
+        yield
+    finally:
+        f.close()   # closing the file releases the flock
+
+
+def _io_error(e: OSError, dest: Path) -> ReleaseError:
+    where = e.filename or dest
+    if e.errno == errno.ENOSPC:
+        return ReleaseError(f"no space left on device while writing {where}; nothing half-written was kept: "
+                            f"free some space and rerun")
+    if e.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        return ReleaseError(f"cannot write {where} ({os.strerror(e.errno)}): choose a writable workspace "
+                            f"with --workspace")
+    return ReleaseError(f"{where}: {e.strerror or e}")
+
+
 def release(dataset_dir, ws, version: str, exclude: str | os.PathLike | None = None, tar: bool = False) -> Path:
     """Write the immutable release `ws.releases / NAME-VERSION` (FileExistsError if it exists) and verify
     it before it appears under its final name. With `exclude`, the listed sample ids are removed and the
-    stage-1 files, statistics, Parquet, card and report are rewritten without them."""
+    stage-1 files, statistics, Parquet, card and report are rewritten without them.
+
+    With `tar`, also NAME-VERSION.tar.gz; when the folder exists but its archive does not (a killed or
+    failed --tar run), the archive is written from the verified folder. Disk errors become ReleaseError
+    naming the file; whatever was half-written is removed."""
     check_safe_id(version)
     src = _resolve_dataset(dataset_dir, ws)
-    info = json.loads((src / "dataset.json").read_text(encoding="utf-8"))
+    info, files = _checked_info(src)
     name = info["name"]
     dest = ws.releases / f"{name}-{version}"
-    if dest.exists():
-        raise FileExistsError(f"release {dest} already exists: releases are immutable, choose a new --version")
+    archive = ws.releases / f"{dest.name}.tar.gz"
     ids = read_ids(exclude) if exclude else None
-    created = _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0)
+    try:
+        with _releases_lock(ws):
+            if dest.exists():
+                if tar and not archive.exists():
+                    return _resume_tar(dest, archive)
+                raise FileExistsError(f"release {dest} already exists: releases are immutable, choose a new --version")
+            created = _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0)
+            _write_release(src, dest, info, files, ids, name, version, created)
+            if tar:
+                _deterministic_tar(dest, archive, int(created.timestamp()))
+    except OSError as e:
+        if isinstance(e, FileExistsError):
+            raise
+        raise _io_error(e, dest) from None
+    return dest
+
+
+def _write_release(src, dest, info, files, ids, name, version, created) -> None:
     with atomic_dir(dest, replace=False) as tmp:
         if ids is not None:
-            info = _rewrite_without(src, tmp, info, ids)
+            info = _rewrite_without(src, tmp, info, files, ids)
         else:
-            for rel in _files(src):
-                if Path(rel).name.startswith(TMP_PREFIX):
+            for rel in files:
+                if any(part.startswith(TMP_PREFIX) for part in rel.split("/")):
                     continue
                 (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(src / rel, tmp / rel)
+                shutil.copyfile(src / rel, tmp / rel, follow_symlinks=False)
         _licence_notices(tmp, info)
         from pipeline.formats.dataset import software_versions
         write_json(tmp / "provenance" / "release.json", {
@@ -384,20 +457,43 @@ def release(dataset_dir, ws, version: str, exclude: str | os.PathLike | None = N
         # read-only files: a release is never edited in place (folders stay listable for everyone)
         for p in [tmp, *tmp.rglob("*")]:
             os.chmod(p, 0o755 if p.is_dir() else stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH)
-    if tar:
-        _deterministic_tar(dest, ws.releases / f"{dest.name}.tar.gz", int(created.timestamp()))
+
+
+def _resume_tar(dest: Path, archive: Path) -> Path:
+    """The archive of an existing release (its --tar run was killed or hit a full disk): written only
+    from a folder that verifies, with the mtime of its release.json, so it equals an uninterrupted run's."""
+    problems = verify(dest)
+    if problems:
+        raise ReleaseError(f"{dest} exists but fails verification, so no archive is made of it:\n  "
+                           + "\n  ".join(problems))
+    created = json.loads((dest / "provenance" / "release.json").read_text(encoding="utf-8"))["created"]
+    _deterministic_tar(dest, archive, int(_dt.datetime.fromisoformat(created).timestamp()))
     return dest
 
 
 # ---------------------------------------------------------------- publish
 
+def _local_path(url: str) -> Optional[Path]:
+    if url.startswith("file://"):
+        return Path(url[len("file://"):])
+    return None if "://" in url else Path(url)
+
+
 def publish(path: str | os.PathLike, url: str) -> str:
     """Copy a verified release folder under `url` (any fsspec URL: a local folder, file://, s3://, gs://,
     hf://… with its backend installed) as URL/NAME-VERSION/, SHA256SUMS last, then read every file back
-    and compare its hash. Refuses an unverified release or an existing destination. Returns the URL."""
+    and compare its hash. A verified NAME-VERSION.tar.gz is published as the one file URL/NAME-VERSION.tar.gz.
+    Refuses an unverified release, an existing destination and a destination inside the release.
+    Returns the URL."""
     import fsspec
 
     p = Path(path)
+    local = _local_path(url)
+    if local is not None and p.is_dir():
+        inside = local.expanduser().resolve()
+        if inside == p.resolve() or p.resolve() in inside.parents:
+            raise ReleaseError(f"{url} is inside the release {p}: publishing there would change the release; "
+                               f"choose a destination outside it")
     problems = verify(p)
     if problems:
         raise ReleaseError(f"{p} failed verification, not publishing:\n  " + "\n  ".join(problems))
@@ -409,23 +505,30 @@ def publish(path: str | os.PathLike, url: str) -> str:
     target = root.rstrip("/") + "/" + p.name
     if fs.exists(target):
         raise FileExistsError(f"{url.rstrip('/')}/{p.name} already exists: published releases are never overwritten")
-    sums, _ = read_sums(p)
-    order = sorted(sums) + [SUMS]  # SHA256SUMS last: a partial upload never looks complete
+    if p.is_file():   # a verified archive: one file
+        order, base, dst_of = [p.name], p.parent, (lambda rel: target)
+        try:
+            fs.makedirs(root, exist_ok=True)
+        except (NotImplementedError, OSError):
+            pass
+    else:
+        sums, _ = read_sums(p)
+        order = sorted(sums) + [SUMS]  # SHA256SUMS last: a partial upload never looks complete
+        base, dst_of = p, (lambda rel: f"{target}/{rel}")
     for rel in order:
-        dst = f"{target}/{rel}"
+        dst = dst_of(rel)
         parent = dst.rsplit("/", 1)[0]
         try:
             fs.makedirs(parent, exist_ok=True)
         except (NotImplementedError, OSError):
             pass  # object stores have no folders
-        fs.put_file(str(p / rel), dst)
+        fs.put_file(str(base / rel), dst)
     for rel in order:
         h = hashlib.sha256()
-        with fs.open(f"{target}/{rel}", "rb") as f:
+        with fs.open(dst_of(rel), "rb") as f:
             while chunk := f.read(1 << 20):
                 h.update(chunk)
-        want = sha256_file(p / rel)
-        if h.hexdigest() != want:
+        if h.hexdigest() != sha256_file(base / rel):
             raise ReleaseError(f"published copy of {rel} at {target} has a different hash: upload corrupted")
     return (url.rstrip("/") + "/" + p.name) if "://" in url else target
 
@@ -463,11 +566,14 @@ def register(app) -> None:
         existing version is never overwritten. `--exclude ids.txt` makes a version without those samples."""
         from pipeline.workspace import Workspace
 
-        ws = Workspace(_workspace(dataset, workspace))
         try:
+            ws = Workspace(_workspace(dataset, workspace))
             out = release(dataset, ws, version, exclude=exclude, tar=tar)
         except (ReleaseError, FileExistsError, ValueError) as e:
             typer.secho(f"error: {e}", fg="red", err=True)
+            raise typer.Exit(2)
+        except OSError as e:   # the workspace itself cannot be made (read-only, no permission)
+            typer.secho(f"error: {_io_error(e, Path(workspace or '.'))}", fg="red", err=True)
             raise typer.Exit(2)
         typer.secho(f"release: {out}", fg="green")
         if tar:
@@ -477,7 +583,10 @@ def register(app) -> None:
     def verify_cmd(path: Path = typer.Argument(..., help="Release folder (or its .tar.gz).")):
         """Check a release: SHA-256 of every file, no unlisted files, dataset.json, the EmoAva stage-1 layout
         and samples.parquet. Exits 1 and names each bad file when anything is wrong."""
-        problems = verify(path)
+        try:
+            problems = verify(path)
+        except OSError as e:
+            problems = [f"{e.filename or path}: cannot read ({e.strerror or e})"]
         if problems:
             for x in problems:
                 typer.secho(f"FAIL {x}", fg="red", err=True)
@@ -485,7 +594,7 @@ def register(app) -> None:
         typer.secho(f"ok: {path} verified", fg="green")
 
     @app.command("publish")
-    def publish_cmd(path: Path = typer.Argument(..., help="Verified release folder."),
+    def publish_cmd(path: Path = typer.Argument(..., help="Verified release folder (or its .tar.gz)."),
                     url: str = typer.Argument(..., help="Destination folder or fsspec URL (file://, s3://, gs://, "
                                                         "hf://...); the release lands in URL/NAME-VERSION/.")):
         """Copy a verified release to a folder or any fsspec URL, checksum file last, and check the copy.
@@ -495,5 +604,8 @@ def register(app) -> None:
             out = publish(path, url)
         except (ReleaseError, FileExistsError) as e:
             typer.secho(f"error: {e}", fg="red", err=True)
+            raise typer.Exit(2)
+        except OSError as e:
+            typer.secho(f"error: {_io_error(e, Path(url))}", fg="red", err=True)
             raise typer.Exit(2)
         typer.secho(f"published: {out}", fg="green")

@@ -3,6 +3,7 @@ renamed into place only when complete, so a killed writer never leaves a half-wr
 final name (rename is atomic on POSIX within one filesystem)."""
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -79,7 +80,16 @@ def atomic_dir(dest: str | os.PathLike, replace: bool = False) -> Iterator[Path]
     os.chmod(tmp, 0o777 & ~_umask())
     try:
         yield tmp
-        if dest.exists():
+        if not replace:
+            # never os.replace here: a second writer that passed the check above must not swap out the
+            # first one's folder. rename() onto a non-empty folder fails (ENOTEMPTY/EEXIST) atomically.
+            try:
+                os.rename(tmp, dest)
+            except OSError as e:
+                if e.errno in (errno.ENOTEMPTY, errno.EEXIST, errno.ENOTDIR):
+                    raise FileExistsError(f"{dest} already exists (written by another process meanwhile)") from None
+                raise
+        elif dest.exists():
             old = dest.with_name(TMP_PREFIX + dest.name + ".old")
             shutil.rmtree(old, ignore_errors=True)
             os.replace(dest, old)
