@@ -65,10 +65,15 @@ class CaptionError(ValueError):
 _TS = r"(?:(\d{1,3}):)?(\d{1,2}):(\d{1,2})[.,](\d{1,3})"
 _TIMING_RE = re.compile(rf"^\s*{_TS}\s*-->\s*{_TS}")
 _TS_TAG_RE = re.compile(r"<((?:\d{1,3}:)?\d{1,2}:\d{1,2}[.,]\d{1,3})>")
-_VOICE_RE = re.compile(r"<v(?:\.[^\s>]*)?\s+([^>]*)>")
+# Every pattern below runs in linear time on any input: a repeated run never overlaps the next part
+# of the pattern and never crosses the opening character, so "<v <v <v ..." or "[[[[..." cannot make
+# the engine rescan the rest of the line from every position (a 300 KB cue once took minutes).
+_VOICE_RE = re.compile(r"<v(?:\.[^\s<>]*)?\s([^<>]*)>")
 _TAG_RE = re.compile(r"</?[A-Za-z][^<>]*>|</[A-Za-z]*>")
-_ASS_RE = re.compile(r"\{\\[^}]*\}")
+_ASS_RE = re.compile(r"\{\\[^{}]*\}")
 _INVISIBLE_RE = re.compile("[\u200b-\u200f\u202a-\u202e\u2060-\u2069\ufeff]")
+_BRACKETED_RE = re.compile(r"\[[^\[\]]*\]")
+_PARENS_RE = re.compile(r"\([^()]*\)")
 _LABEL_RE = re.compile(r"^\s*([A-Z][A-Z0-9 .'\-]{0,30}):\s+(?=\S)")   # "JOHN: hi" speaker labels
 
 
@@ -89,9 +94,15 @@ def normalize_text(text: str) -> str:
 
 
 def _strip_nonspeech(text: str, cfg: CaptionConfig) -> str:
-    text = re.sub(r"\[[^\]]*\]", " ", text)
+    for _ in range(3):   # innermost first; three levels of nesting is plenty for captions
+        text, n = _BRACKETED_RE.subn(" ", text)
+        if not n:
+            break
     if cfg.drop_parenthesised:
-        text = re.sub(r"\([^)]*\)", " ", text)
+        for _ in range(3):
+            text, n = _PARENS_RE.subn(" ", text)
+            if not n:
+                break
     # sung lyrics sit between music notes; a lone note marks music too
     text = re.sub(r"[♪♫][^♪♫]*[♪♫]", " ", text)
     text = re.sub(r"[♪♫]", " ", text)
@@ -193,11 +204,17 @@ def parse_captions(text: str, cfg: CaptionConfig | None = None, fmt: str | None 
             res.warnings.append(f"block {bi}: cue ends ({end:.3f}) before it starts ({start:.3f})")
             continue
         body = [ln for ln in lines[ti + 1:]]
+        size = sum(len(ln) for ln in body)
+        if size > cfg.max_cue_chars:
+            res.n_bad += 1
+            res.warnings.append(f"block {bi}: cue of {size} characters skipped (limit sources.captions."
+                                f"max_cue_chars = {cfg.max_cue_chars})")
+            continue
         speaker = ""
         raw = " ".join(body)
         vm = _VOICE_RE.search(raw)
         if vm:
-            speaker = normalize_text(html.unescape(vm.group(1)))
+            speaker = normalize_text(html.unescape(vm.group(1)))[:100]
         first = _TAG_RE.sub("", _ASS_RE.sub("", body[0])) if body else ""
         lm = _LABEL_RE.match(first)
         if lm and not speaker:
@@ -230,7 +247,12 @@ def parse_captions(text: str, cfg: CaptionConfig | None = None, fmt: str | None 
 def read_captions(path: str | Path, cfg: CaptionConfig | None = None) -> ParseResult:
     """Read a .vtt/.srt file (UTF-8, falling back to cp1252 for old SRTs). CaptionError if unreadable."""
     path = Path(path)
+    cfg = cfg or CaptionConfig()
     try:
+        size = path.stat().st_size
+        if size > cfg.max_file_bytes:
+            raise CaptionError(f"{path}: caption file of {size} bytes is over the limit "
+                               f"(sources.captions.max_file_bytes = {cfg.max_file_bytes})")
         data = path.read_bytes()
     except OSError as e:
         raise CaptionError(f"{path}: cannot read caption file ({e.strerror or e})") from None

@@ -20,6 +20,8 @@ from typing import Annotated, Literal, Union
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from pipeline.yamlsafe import YamlInputError, compose_yaml, load_yaml, read_yaml_text
+
 SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
@@ -122,7 +124,7 @@ def _line_index(text: str) -> dict[tuple, int]:
                 walk(v, path + (i,))
 
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        root = compose_yaml(text)
         if root is not None:
             walk(root, ())
     except yaml.YAMLError:
@@ -134,9 +136,12 @@ def load_manifest(path: str | Path) -> Manifest:
     path = Path(path)
     if not path.exists():
         raise ManifestError(f"{path}: manifest file does not exist")
-    text = path.read_text(encoding="utf-8")
     try:
-        data = yaml.safe_load(text)
+        text = read_yaml_text(path, "manifest")
+    except YamlInputError as e:
+        raise ManifestError(str(e)) from None
+    try:
+        data = load_yaml(text)
     except yaml.YAMLError as e:
         raise ManifestError(f"{path}: not valid YAML: {e}") from None
     if not isinstance(data, dict):

@@ -26,7 +26,7 @@ import pytest
 from pipeline.records import Reason
 
 REPO = Path(__file__).resolve().parent.parent
-CODE_DIRS = ("pipeline", "extract", "flows", "model", "benchmarks")
+CODE_DIRS = ("pipeline", "extract", "dataset", "testdata", "wordsmile", "flows", "model", "benchmarks")
 
 
 # ---------------------------------------------------------------- helpers
@@ -227,7 +227,7 @@ def test_one_build_over_the_whole_corpus(corpus, tmp_path):
 
 # ---------------------------------------------------------------- security
 
-_ALLOWED_UNPICKLERS = {("dataset/release.py", "_SafeUnpickler"), ("model/flame.py", "_FlameUnpickler"),
+_ALLOWED_UNPICKLERS = {("pipeline/formats/release.py", "_Restricted"), ("model/flame.py", "_FlameUnpickler"),
                        ("model/data.py", "_StageOneUnpickler")}
 
 
@@ -276,7 +276,7 @@ def security_problems(src: str, rel: str) -> list[str]:
                 probs.append(where + f"{f}() with a command string, not an argument list")
         if f == "yaml.load":
             loader = _kw(node, "Loader") or (node.args[1] if len(node.args) > 1 else None)
-            if loader is None or _dotted(loader).split(".")[-1] not in ("SafeLoader", "CSafeLoader"):
+            if loader is None or _dotted(loader).split(".")[-1] not in ("SafeLoader", "CSafeLoader", "NoAliasSafeLoader"):
                 probs.append(where + "yaml.load without SafeLoader")
         if f in ("torch.load",):
             w = _kw(node, "weights_only")
@@ -331,16 +331,19 @@ def test_yaml_inputs_are_loaded_safely(tmp_path):
 def test_restricted_unpicklers_refuse_code(tmp_path):
     from model.data import _StageOneUnpickler
     from model.flame import _FlameUnpickler
-    from dataset.release import _SafeUnpickler
+    from pipeline.formats.release import restricted_load
 
     class Evil:
         def __reduce__(self):
             return (os.system, (f"touch {tmp_path / 'pwned'}",))
 
     payload = pickle.dumps([Evil()])
-    for cls in (_SafeUnpickler, _FlameUnpickler, _StageOneUnpickler):
+    for cls in (_FlameUnpickler, _StageOneUnpickler):
         with pytest.raises(pickle.UnpicklingError):
             cls(io.BytesIO(payload)).load()
+    for allow in (None, {("os", "path")}):   # the default allow-list, and another one
+        with pytest.raises(pickle.UnpicklingError, match="system"):
+            restricted_load(io.BytesIO(payload), **({"allow": allow} if allow else {}))
     assert not (tmp_path / "pwned").exists()
 
 

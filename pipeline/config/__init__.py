@@ -22,6 +22,7 @@ from pipeline.config.model import ModelConfig
 from pipeline.config.orchestration import OrchestrationConfig
 from pipeline.config.sources import SourcesConfig
 from pipeline.hashing import obj_hash
+from pipeline.yamlsafe import YamlInputError, load_yaml, read_yaml_text
 
 
 class Config(Section):
@@ -63,7 +64,7 @@ def parse_override(text: str) -> tuple[str, Any]:
         raise ConfigError(f"override {text!r} is not of the form section.field=value")
     key, raw = text.split("=", 1)
     try:
-        value = yaml.safe_load(raw) if raw != "" else ""
+        value = load_yaml(raw) if raw != "" else ""
     except yaml.YAMLError:
         value = raw
     return key.strip(), value
@@ -73,7 +74,8 @@ def _format_errors(err: ValidationError, origin: str) -> str:
     lines = [f"invalid configuration ({origin}):"]
     for e in err.errors():
         loc = ".".join(str(p) for p in e["loc"])
-        lines.append(f"  {loc}: {e['msg']} (got {e.get('input')!r})")
+        got = repr(e.get("input"))
+        lines.append(f"  {loc}: {e['msg']} (got {got[:200] + '…' if len(got) > 200 else got})")
     return "\n".join(lines)
 
 
@@ -85,7 +87,9 @@ def load_config(path: str | os.PathLike | None = None, overrides: Iterable[str] 
         if not p.exists():
             raise ConfigError(f"config file {p} does not exist")
         try:
-            data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+            data = load_yaml(read_yaml_text(p, "config file")) or {}
+        except YamlInputError as e:
+            raise ConfigError(str(e)) from None
         except yaml.YAMLError as e:
             raise ConfigError(f"{p}: not valid YAML: {e}") from None
         if not isinstance(data, dict):

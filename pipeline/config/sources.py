@@ -28,6 +28,10 @@ class CaptionConfig(Section):
     min_duration_s: float = F(0.3, "drop utterances shorter than this: too short to carry expression")
     sentence_end: str = F(".!?…", "characters that end a sentence")
     drop_parenthesised: bool = F(True, "subtitles put sound descriptions in parentheses: (laughs), (door closes)")
+    max_cue_chars: int = F(10_000, "skip a cue with more text than this (counted bad): real cues hold a line or "
+                                   "two; a huge one is broken or hostile", ge=1)
+    max_file_bytes: int = F(32 << 20, "refuse caption files larger than this (a 10-hour video's captions are "
+                                      "~2 MB)", ge=1)
 
 
 class MeldConfig(Section):
@@ -47,6 +51,9 @@ class MemorConfig(Section):
 
 class TableConfig(Section):
     max_span_s: float = F(60.0, "reject table rows longer than this: a typo, not an utterance")
+    max_rows: int = F(1_000_000, "refuse tables with more rows than this, counted before the rows are read "
+                                 "(a small Parquet file can hold 40 M dictionary-encoded rows)", ge=1)
+    max_bytes: int = F(512 << 20, "refuse tables larger than this on disk, or (Parquet) uncompressed", ge=1)
 
 
 class SourcesConfig(Section):
