@@ -15,7 +15,7 @@ import torch
 
 from model import presets
 from model.cteg import CTEG, CTEGConfig, cteg_loss
-from model.data import DatasetInfo, Normalizer, collate, load_info, load_split
+from model.data import DatasetError, DatasetInfo, Normalizer, collate, load_info, load_split
 from model.text import TextEncoder, TextStateCache
 from pipeline.atomic import atomic_path, write_text
 from pipeline.config.model import ModelConfig
@@ -76,9 +76,22 @@ def prepare(dataset: str | Path, cfg: ModelConfig, device: torch.device, progres
     dev = load_split(dataset, "dev", D=info.D)
     if not train:
         raise ValueError(f"{Path(dataset) / 'samples.parquet'}: the train split is empty")
+    _refuse_non_finite(dataset, info, train, dev)
     cache.get([s.text for s in train + dev], progress=progress)
     return Prepared(info, norm, cache, [(s.text, norm.encode(s.codes)) for s in train],
                     [(s.text, norm.encode(s.codes)) for s in dev])
+
+
+def _refuse_non_finite(dataset, info: DatasetInfo, train: list, dev: list) -> None:
+    """NaN/inf anywhere in the codes or statistics makes every loss NaN: refuse before the first step."""
+    for name, a in (("stage1_mean.npy", info.mean), ("stage1_std.npy", info.std)):
+        if a is not None and not np.isfinite(a).all():
+            raise DatasetError(f"{Path(dataset) / name}: NaN or infinite values; rebuild the dataset")
+    for split, samples in (("train", train), ("dev", dev)):
+        for s in samples:
+            if not np.isfinite(s.codes).all():
+                raise DatasetError(f"{dataset}: sample {s.sample_id} ({split}) has NaN or infinite codes; "
+                                   f"training on it would give a NaN model: rebuild the dataset")
 
 
 def batches(data: list, batch_size: int, seed: int, epoch: int) -> list[list[int]]:

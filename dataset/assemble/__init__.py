@@ -173,8 +173,15 @@ def assemble(segments: pd.DataFrame, ctx: StageContext, name: str, records: list
         "extra_files": sorted(extra_files or {}),
     }
     dest = ctx.ws.datasets / name
+    for sid, c in zip(df.get("sample_id", []), df.get("codes", [])):
+        # the per-sample filter skips non-finite codes; this guards every other way into the dataset
+        if not np.isfinite(np.asarray(c, np.float32)).all():
+            raise AssembleError(f"sample {sid}: NaN or infinite codes reached assembly; refusing to write {dest}")
     with atomic_dir(dest, replace=True) as tmp:
-        meta = write_dataset(tmp, df, info, cfg.pickle_protocol, cfg.std_floor)
+        try:
+            meta = write_dataset(tmp, df, info, cfg.pickle_protocol, cfg.std_floor)
+        except ValueError as e:
+            raise AssembleError(f"{dest}: {e}") from None
         for fname, src in sorted((extra_files or {}).items()):
             if "/" in fname or fname.startswith(".") or fname in meta["columns"]:
                 raise AssembleError(f"extra file name {fname!r} must be a plain file name")

@@ -2,7 +2,9 @@
 the samples table only (so a release with excluded samples regenerates an accurate card)."""
 from __future__ import annotations
 
+import html
 import json
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -70,6 +72,19 @@ def front_matter(meta: dict) -> dict:
     return fm
 
 
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!~>])")   # "|" is escaped by _table
+
+
+def md_text(value, limit: int = 2000) -> str:
+    """Text from a manifest or the source media shown as literal text in the card: one line, HTML
+    escaped (no tags, no scripts), Markdown punctuation backslash-escaped (no links, images, headings
+    or front matter), at most `limit` characters."""
+    t = " ".join(str(value).split())
+    if len(t) > limit:
+        t = t[:limit] + "…"
+    return _MD_SPECIAL.sub(r"\\\1", html.escape(t, quote=False))
+
+
 def _table(header: list[str], rows: list[list]) -> str:
     out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     out += ["| " + " | ".join(str(c).replace("|", "\\|") for c in r) + " |" for r in rows]
@@ -88,7 +103,7 @@ def write_card(out: Path, meta: dict, df: pd.DataFrame) -> Path:
     splits = _table(["split", "samples", "frames", "videos"],
                     [[s, c["samples"], c["frames"], c["videos"]] for s, c in meta["counts"].items()])
     sources = _table(["source", "kind", "licence", "samples", "videos", "split"],
-                     [[s["source_id"], s["kind"], ", ".join(s["license"]), s["samples"], s["videos"],
+                     [[s["source_id"], s["kind"], md_text(", ".join(s["license"]), 200), s["samples"], s["videos"],
                        ", ".join(s["split_method"])] for s in meta.get("sources", [])])
     funnel = _table(["stage", "status", "reason", "count"],
                     [[r["stage"], r["status"], r["reason"], r["count"]] for r in meta.get("funnel", [])])
@@ -102,7 +117,7 @@ def write_card(out: Path, meta: dict, df: pd.DataFrame) -> Path:
 
 # {name}
 
-{meta.get('description') or 'A text → facial-expression dataset built with wordsmile.'}
+{md_text(meta.get('description') or '') or 'A text → facial-expression dataset built with wordsmile.'}
 Each sample pairs an utterance with the speaker's facial-expression codes, one `{D}`-dimensional vector per
 video frame (`{meta['code_space']}` code space, median {meta['fps']:g} fps). {meta['total']['samples']} samples,
 {meta['total']['frames']} frames. {EMOAVA}

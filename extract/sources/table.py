@@ -33,10 +33,40 @@ REQUIRED = ("video", "start", "end", "text")
 _BAD_LINE = "\x00wordsmile-bad-line:"   # marks a malformed CSV line kept in place by read_rows
 
 
-def read_rows(path: Path) -> tuple[list[tuple[int, dict]], list[str]]:
+class TableTooLarge(ValueError):
+    pass
+
+
+def _check_size(path: Path, max_rows: int, max_bytes: int) -> None:
+    """Refuse a table over the caps before its rows are materialised. Parquet: from its footer (row
+    count and uncompressed size: dictionary encoding makes a 1 MB file of 40 M rows); text: from the
+    file size, and the line count of the bytes (a cheap upper bound on the rows)."""
+    size = path.stat().st_size
+    if size > max_bytes:
+        raise TableTooLarge(f"{path}: {size} bytes on disk, over the limit sources.table.max_bytes = {max_bytes}")
+    if path.suffix.lower() == ".parquet":
+        import pyarrow.parquet as pq
+
+        md = pq.ParquetFile(path).metadata
+        raw = sum(md.row_group(i).total_byte_size for i in range(md.num_row_groups))
+        if md.num_rows > max_rows:
+            raise TableTooLarge(f"{path}: {md.num_rows} rows, over the limit sources.table.max_rows = {max_rows}")
+        if raw > max_bytes:
+            raise TableTooLarge(f"{path}: {raw} bytes uncompressed, over the limit sources.table.max_bytes = "
+                                f"{max_bytes}")
+        return
+    with open(path, "rb") as f:
+        lines = sum(chunk.count(b"\n") for chunk in iter(lambda: f.read(1 << 20), b""))
+    if lines > max_rows + 1:   # + the header line
+        raise TableTooLarge(f"{path}: {lines} lines, over the limit sources.table.max_rows = {max_rows}")
+
+
+def read_rows(path: Path, max_rows: int = 1_000_000, max_bytes: int = 512 << 20) -> tuple[list[tuple[int, dict]], list[str]]:
     """(row number, row) pairs and per-line problems (JSONL lines that are not objects).
-    ValueError for an unreadable file or an unknown extension."""
+    ValueError for an unreadable file or an unknown extension; TableTooLarge over the caps."""
     ext = path.suffix.lower()
+    if ext in (".csv", ".tsv", ".parquet", ".jsonl", ".ndjson"):
+        _check_size(path, max_rows, max_bytes)
     if ext in (".csv", ".tsv"):
         text, sep = read_text_mixed(path), "\t" if ext == ".tsv" else ","
         try:
@@ -103,7 +133,9 @@ def read_table(entry, manifest, ctx, memo: ProbeMemo) -> tuple[list[dict], list[
     if not path.exists():
         return [], [failed(STAGE, entry.id, Reason.MISSING_FILE, f"table {path} does not exist")]
     try:
-        items, bad_lines = read_rows(path)
+        items, bad_lines = read_rows(path, cfg.table.max_rows, cfg.table.max_bytes)
+    except TableTooLarge as e:
+        return [], [failed(STAGE, entry.id, Reason.BAD_ROW, f"{e}: raise the limit if the table is real")]
     except Exception as e:  # noqa: BLE001 - pandas/pyarrow raise many types for a bad file
         return [], [failed(STAGE, entry.id, Reason.BAD_ROW, f"{path}: cannot read the table ({e})")]
     recs = [failed(STAGE, f"{entry.id}/{msg.split(':')[0]}", Reason.BAD_ROW, msg) for msg in bad_lines]

@@ -93,7 +93,13 @@ def train_stats(df: pd.DataFrame, D: int, floor: float) -> tuple[np.ndarray, np.
     frames = np.concatenate([np.asarray(c, np.float64) for c in tr["codes"]], axis=0)
     mean = frames.mean(axis=0)
     std = np.maximum(frames.std(axis=0), floor)
-    return mean.astype(np.float32), std.astype(np.float32), warnings, basis
+    mean32, std32 = mean.astype(np.float32), std.astype(np.float32)
+    if not (np.isfinite(mean32).all() and np.isfinite(std32).all()):
+        # NaN/inf codes, or values so large their spread overflows float32: a model trained on it is NaN
+        bad = int(np.argmax(~(np.isfinite(mean32) & np.isfinite(std32))))
+        raise ValueError(f"stage1_mean/std of dim {bad} are not finite (mean {mean[bad]:.4g}, std {std[bad]:.4g}): "
+                         f"the {basis} split holds NaN, infinite or overflowing codes")
+    return mean32, std32, warnings, basis
 
 
 def parquet_frame(df: pd.DataFrame) -> pd.DataFrame:
