@@ -26,12 +26,55 @@ from wordsmile.build import STAGES, Build, ingest_item  # noqa: E402
 REPO = Path(__file__).resolve().parent.parent
 
 
-def _abs(p: Optional[str]) -> Optional[str]:
-    """Deployment parameters are relative to the repo (where the worker runs the flow from)."""
+class FlowParameterRefused(ValueError):
+    """A flow parameter that only the local config file or the CLI may give (anyone who reaches the
+    Prefect API can start a deployment with any parameters)."""
+
+
+def flow_roots() -> list[Path]:
+    """Folders that paths in flow parameters must lie in: the worker's working folder (the repo) and
+    those listed in WORDSMILE_FLOW_ROOTS (os.pathsep-separated), set on the worker by its operator."""
+    extra = [Path(x).expanduser().resolve() for x in os.environ.get("WORDSMILE_FLOW_ROOTS", "").split(os.pathsep) if x]
+    return [Path.cwd().resolve(), *extra]
+
+
+def _abs(p: Optional[str], what: str = "path") -> Optional[str]:
+    """Deployment parameters are relative to the repo (where the worker runs the flow from), and must
+    stay inside flow_roots(): a caller of the API may not point a build at the worker's other files."""
     if not p:
         return p
     q = Path(p).expanduser()
-    return str(q if q.is_absolute() else (Path.cwd() / q).resolve())
+    q = (q if q.is_absolute() else (Path.cwd() / q)).resolve()
+    roots = flow_roots()
+    if not any(q == r or r in q.parents for r in roots):
+        raise FlowParameterRefused(f"flow parameter {what} = {p!r} is outside the folders flows may use "
+                                   f"({', '.join(map(str, roots))}); add its folder to WORDSMILE_FLOW_ROOTS on "
+                                   f"the worker, or run it with the wordsmile CLI")
+    return str(q)
+
+
+def check_flow_parameters(overrides=(), name: Optional[str] = None, dask_address: str = "",
+                          section: str = "") -> None:
+    """Refuse settings that name an executable or a path, or open a door (pipeline/config: local_only),
+    a dataset name that is not a safe id, and a Dask scheduler not listed in WORDSMILE_DASK_ADDRESSES.
+    All of these remain open to the local config file and the CLI."""
+    from pipeline.config import refused_remote_overrides
+    from pipeline.manifest import check_safe_id
+
+    bad = refused_remote_overrides(overrides, section)
+    if bad:
+        raise FlowParameterRefused(f"flow parameter overrides {bad}: these settings name an executable or a path, "
+                                   f"or open file:// / private URLs, and are accepted only from the local config "
+                                   f"file or the CLI")
+    if name is not None:
+        try:
+            check_safe_id(name)
+        except ValueError as e:
+            raise FlowParameterRefused(f"flow parameter name = {name!r}: {e}") from None
+    allowed = [a for a in os.environ.get("WORDSMILE_DASK_ADDRESSES", "").split(",") if a]
+    if dask_address and dask_address not in allowed:
+        raise FlowParameterRefused(f"flow parameter dask_address = {dask_address!r} is not listed in "
+                                   f"WORDSMILE_DASK_ADDRESSES on the worker; leave it empty for a local cluster")
 
 
 def make_task_runner(runner: str = "thread", dask_address: str = "", dask_workers: int = 2,
@@ -91,11 +134,12 @@ def _build_flow(name: str, default_stages: list[str]):
                    stages: list[str] = default_stages, force: list[str] = [],  # noqa: B006
                    name: Optional[str] = None, runner: str = "thread", dask_address: str = "",
                    dask_workers: int = 2):
+        check_flow_parameters(list(overrides), name, dask_address)
+        paths = _abs(manifest, "manifest"), _abs(workspace, "workspace"), _abs(config, "config")
         tr = make_task_runner(runner, dask_address, dask_workers)
         # the task runner is a run-time choice, so the work runs in a subflow configured with it
         inner = _inner.with_options(task_runner=tr)
-        return inner(_abs(manifest), _abs(workspace), _abs(config), list(overrides), list(stages),
-                     list(force), name)
+        return inner(*paths, list(overrides), list(stages), list(force), name)
 
     return stage_flow
 
@@ -115,6 +159,16 @@ regress_expressions = _build_flow("regress-expressions", ["expressions"])
 assemble_dataset = _build_flow("assemble-dataset", ["assemble"])
 
 
+def _dataset_param(dataset: str, workspace: str) -> tuple[Optional[Path], str]:
+    """(dataset folder or None for a name under the workspace, workspace folder), both checked."""
+    from pipeline.manifest import SAFE_ID
+
+    ws = _abs(workspace, "workspace")
+    if "/" in dataset or not SAFE_ID.match(dataset):
+        return Path(_abs(dataset, "dataset")), ws
+    return None, ws
+
+
 @flow(name="publish-release", log_prints=True)
 def publish_release(dataset: str, version: str, workspace: str = "ws", url: str = "",
                     exclude: Optional[str] = None, tar: bool = False):
@@ -122,9 +176,13 @@ def publish_release(dataset: str, version: str, workspace: str = "ws", url: str 
     from dataset.release import publish, release, verify
     from pipeline.workspace import Workspace
 
-    ws = Workspace(_abs(workspace))
-    ds = Path(_abs(dataset)) if ("/" in dataset or Path(dataset).exists()) else ws.datasets / dataset
-    rel = release(ds, ws, version, exclude=_abs(exclude), tar=tar)
+    ds, ws_root = _dataset_param(dataset, workspace)
+    exclude = _abs(exclude, "exclude")
+    if url and ("://" not in url or url.startswith("file://")):
+        _abs(url[len("file://"):] if url.startswith("file://") else url, "url")
+    ws = Workspace(ws_root)
+    ds = ds or ws.datasets / dataset
+    rel = release(ds, ws, version, exclude=exclude, tar=tar)
     problems = verify(rel)
     if problems:
         raise RuntimeError(f"release {rel} failed verification: {problems}")
@@ -143,9 +201,14 @@ def train_model(dataset: str, workspace: str = "ws", preset: str = "small", out:
     from model.train import train
     from pipeline.workspace import Workspace
 
-    ws = Workspace(_abs(workspace))
-    ds = Path(_abs(dataset)) if ("/" in dataset or Path(dataset).exists()) else ws.datasets / dataset
+    check_flow_parameters(list(overrides), section="model")
+    if preset.endswith((".yaml", ".yml")) or "/" in preset:
+        preset = _abs(preset, "preset")
+    ds, ws_root = _dataset_param(dataset, workspace)
+    out_dir = Path(_abs(out, "out")) if out else None
+    ws = Workspace(ws_root)
+    ds = ds or ws.datasets / dataset
     cfg = model_config(preset, list(overrides), time_limit_s=minutes * 60 if minutes else None)
-    out_dir = Path(_abs(out)) if out else ws.root / "models" / f"{ds.name}-{cfg.preset}"
+    out_dir = out_dir or ws.root / "models" / f"{ds.name}-{cfg.preset}"
     summary = train(ds, out_dir, cfg, progress=False)
     return {k: (v if isinstance(v, (int, float, str, bool, type(None))) else str(v)) for k, v in summary.items()}

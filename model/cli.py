@@ -4,6 +4,7 @@ Command bodies import torch/transformers lazily so `wordsmile --help` stays fast
 from __future__ import annotations
 
 import json
+import pickle
 from pathlib import Path
 from typing import List, Optional
 
@@ -13,6 +14,19 @@ import typer
 def _fail(msg: str, code: int = 2):
     typer.secho(f"error: {msg}", fg="red", err=True)
     raise typer.Exit(code)
+
+
+def checkpoint_path(path: Path) -> Path:
+    """A checkpoint file, or a model folder written by `wordsmile train` (its best.pt, else last.pt)."""
+    path = Path(path)
+    if path.is_dir():
+        for name in ("best.pt", "last.pt"):
+            if (path / name).is_file():
+                return path / name
+        _fail(f"{path}: a folder without best.pt or last.pt; give a checkpoint written by `wordsmile train`")
+    if not path.exists():
+        _fail(f"checkpoint {path} does not exist; give best.pt (or the model folder) written by `wordsmile train`")
+    return path
 
 
 def model_config(config: str = "small", sets: list[str] = (), **explicit):
@@ -45,7 +59,8 @@ def _print_table(title: str, rows):
 
 
 def generate(
-    checkpoint: Path = typer.Argument(..., help="Checkpoint written by `wordsmile train` (best.pt or last.pt)."),
+    checkpoint: Path = typer.Argument(..., help="Checkpoint written by `wordsmile train` (best.pt or last.pt, or "
+                                                "the model folder: its best.pt)."),
     text: List[str] = typer.Option([], "--text", "-t", help="Text to express (repeatable)."),
     n: int = typer.Option(5, "-n", "--num", help="Sequences per text (each draws new latents and its own length)."),
     seed: int = typer.Option(0, "--seed", help="Sampling seed: the same seed gives the same sequences."),
@@ -63,10 +78,11 @@ def generate(
 
     if not text and not split:
         _fail("give --text TEXT (repeatable) or --split SPLIT")
+    checkpoint = checkpoint_path(checkpoint)
     try:
         gen = Generator.load(checkpoint, device)
-    except (FileNotFoundError, ValueError) as e:
-        _fail(str(e))
+    except (FileNotFoundError, ValueError, RuntimeError, pickle.UnpicklingError) as e:
+        _fail(f"{checkpoint}: {e}")
     ids = None
     texts = list(text)
     if split:
@@ -116,11 +132,14 @@ def register(app: typer.Typer) -> None:
             res = train(dataset, out, cfg, device=device, resume=resume)
         except (DatasetError, FileNotFoundError, ValueError) as e:
             _fail(str(e))
+        except pickle.UnpicklingError as e:
+            _fail(f"{dataset}: a stage-1 pickle was refused ({e}): only lists of str and float arrays are read; "
+                  f"rebuild the dataset or train from its samples.parquet")
         typer.echo(json.dumps(res, indent=2))
 
     @app.command("evaluate")
     def evaluate_cmd(
-        checkpoint: Path = typer.Argument(..., help="Checkpoint written by `wordsmile train`."),
+        checkpoint: Path = typer.Argument(..., help="Checkpoint written by `wordsmile train` (or its model folder)."),
         dataset: Optional[Path] = typer.Option(None, "--dataset", help="Dataset folder (default: the one trained on)."),
         split: str = typer.Option("test", "--split", help="Split to evaluate (train/dev/test)."),
         n: Optional[int] = typer.Option(None, "-n", "--num", help="Generations per text (default model.eval_samples = 5)."),
@@ -138,18 +157,19 @@ def register(app: typer.Typer) -> None:
         cfg = model_config("small", set_)
         n = n or cfg.eval_samples
         max_texts = cfg.eval_max_texts if max_texts is None else max_texts
+        checkpoint = checkpoint_path(checkpoint)
         out = out or checkpoint.parent / f"eval-{split}.json"
         try:
             res = evaluate(checkpoint, dataset, split, n, seed, max_texts, cfg.temperature, cfg.min_frames,
                            cfg.ppl_sigma, cfg.ppl_delta, cfg.fd_normalized, out, generations, device)
-        except (FileNotFoundError, ValueError) as e:
+        except (FileNotFoundError, ValueError, pickle.UnpicklingError) as e:
             _fail(str(e))
         _print_table(f"{checkpoint} on {split} ({res['texts']} texts × {n})", table_rows(res))
         typer.echo(f"wrote {out}")
 
     @app.command("render")
     def render_cmd(
-        checkpoint: Path = typer.Argument(..., help="Checkpoint written by `wordsmile train`."),
+        checkpoint: Path = typer.Argument(..., help="Checkpoint written by `wordsmile train` (or its model folder)."),
         text: Optional[str] = typer.Option(None, "--text", "-t", help="Render a generation for this text."),
         split: str = typer.Option("test", "--split", help="Without --text: take the real sample from this split."),
         index: int = typer.Option(0, "--index", help="Without --text: which sample of the split (side by side with real)."),
@@ -172,11 +192,21 @@ def register(app: typer.Typer) -> None:
         from model.render import codes_to_mesh, plot_curves, render_video
         from model.sample import Generator
 
+        checkpoint = checkpoint_path(checkpoint)
         try:
             gen = Generator.load(checkpoint, device)
-        except (FileNotFoundError, ValueError) as e:
-            _fail(str(e))
+        except (FileNotFoundError, ValueError, RuntimeError, pickle.UnpicklingError) as e:
+            _fail(f"{checkpoint}: {e}")
         info = gen.info
+        idx = []
+        for d in dims:   # checked before any work: an unknown name fails at once
+            if d.isdigit() and int(d) < info.D:
+                idx.append(int(d))
+            elif d in info.dims:
+                idx.append(info.dims.index(d))
+            else:
+                _fail(f"--dim {d!r}: not a dim of {info.code_space}; use an index 0-{info.D - 1} or one of: "
+                      f"{', '.join(info.dims)}")
         real = None
         if text is None:
             samples = load_split(info.root, split, D=info.D)
@@ -194,9 +224,7 @@ def register(app: typer.Typer) -> None:
         render_video(list(zip(seqs.keys(), verts)), tris, out, info.fps, text, size, y_up, z_t)
         typer.echo(f"wrote {out} ({max(len(v) for v in verts)} frames at {info.fps:g} fps)")
         if curves:
-            if dims:
-                idx = [int(d) if d.isdigit() else info.dims.index(d) for d in dims]
-            else:
+            if not idx:
                 var = np.var(g, 0)
                 var[info.jaw_dims] = -1
                 idx = list(info.jaw_dims[:2]) + [int(i) for i in np.argsort(var)[::-1][:3]]

@@ -51,6 +51,12 @@ def _parquet_content(ds: Path) -> list:
         [float(sum(map(sum, c))) for c in df["codes"]]]
 
 
+@pytest.fixture(autouse=True)
+def flow_roots(tmp_path, monkeypatch):
+    """Flow parameters may name paths only under WORDSMILE_FLOW_ROOTS (and the worker's folder)."""
+    monkeypatch.setenv("WORDSMILE_FLOW_ROOTS", str(tmp_path))
+
+
 @pytest.fixture(scope="module")
 def harness():
     from prefect.testing.utilities import prefect_test_harness

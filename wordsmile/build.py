@@ -25,7 +25,7 @@ import pandas as pd
 from pipeline.atomic import write_parquet, write_text
 from pipeline.config import Config, load_config
 from pipeline.context import StageContext
-from pipeline.manifest import Manifest, load_manifest
+from pipeline.manifest import Manifest, check_safe_id, load_manifest
 from pipeline.records import Reason, Record, failed, print_summary, records_frame
 from pipeline.workspace import Workspace
 
@@ -34,6 +34,11 @@ log = logging.getLogger("wordsmile.build")
 
 # mapper(fn, items, desc) -> list of fn(item), in the order of items
 Mapper = Callable[[Callable, Sequence, str], list]
+
+
+def _unwritable(e: OSError, workspace) -> str:
+    return (f"workspace {workspace}: cannot write {e.filename or workspace} ({e.strerror or e}); "
+            f"choose a writable folder with --workspace")
 
 
 class BuildError(RuntimeError):
@@ -147,8 +152,15 @@ class Build:
                  cfg: Config | None = None):
         self.manifest = manifest if isinstance(manifest, Manifest) else load_manifest(manifest)
         self.cfg = cfg or load_config(config, overrides)
-        self.ws = Workspace(workspace)
         self.name = name or self.manifest.name
+        try:   # the name becomes state/NAME and datasets/NAME: one safe path component, checked here
+            check_safe_id(self.name)
+        except ValueError as e:
+            raise BuildError(f"dataset name {self.name!r}: {e}") from None
+        try:
+            self.ws = Workspace(workspace)
+        except OSError as e:
+            raise BuildError(_unwritable(e, workspace)) from None
         force = set(force or ())
         unknown = force - set(STAGES) - {"all"}
         if unknown:
@@ -256,6 +268,8 @@ class Build:
         try:
             return self._run(stages, mapper, wait_lock)
         except OSError as e:
+            if e.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+                raise BuildError(_unwritable(e, self.ws.root)) from None
             if e.errno not in (errno.ENOSPC, errno.EDQUOT):
                 raise
             raise BuildError(f"workspace {self.ws.root}: no space left on device ({e}); nothing half-written "

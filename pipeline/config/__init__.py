@@ -119,4 +119,32 @@ def describe(model: type[Section] = Config, prefix: str = "") -> list[tuple[str,
     return out
 
 
-__all__ = ["Config", "ConfigError", "load_config", "parse_override", "describe", "F", "Section"]
+def local_only_settings(model: type[Section] = Config, prefix: str = "") -> list[str]:
+    """Dotted names of the settings marked local_only (executables, paths, doors): remote callers
+    (flow parameters) may not set them, nor the sections that hold them."""
+    out = []
+    for name, field in model.model_fields.items():
+        ann = field.annotation
+        if isinstance(ann, type) and issubclass(ann, Section):
+            out += local_only_settings(ann, prefix + name + ".")
+        elif (field.json_schema_extra or {}).get("local_only"):
+            out.append(prefix + name)
+    return out
+
+
+def refused_remote_overrides(overrides: Iterable[str], section: str = "") -> list[str]:
+    """The overrides (section.field=value, or field=value under `section`) that set a local_only
+    setting or a whole section holding one."""
+    guarded = local_only_settings()
+    bad = []
+    for o in overrides:
+        key = str(o).split("=", 1)[0].strip()
+        if section and not key.startswith(section + "."):
+            key = f"{section}.{key}"
+        if any(g == key or g.startswith(key + ".") for g in guarded):
+            bad.append(str(o))
+    return bad
+
+
+__all__ = ["Config", "ConfigError", "load_config", "parse_override", "describe", "local_only_settings",
+           "refused_remote_overrides", "F", "Section"]

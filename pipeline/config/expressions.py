@@ -9,7 +9,8 @@ from pipeline.config._base import F, Section
 class ExpressionsConfig(Section):
     # backend
     backend: Literal["arkit52", "flame53"] = F("arkit52", "arkit52 needs no registration; flame53 needs EMOCA v2 weights")
-    emoca_path: str = F("", "folder of an EMOCA v2 model (cfg.yaml + detail/checkpoints/*.ckpt), for flame53")
+    emoca_path: str = F("", "folder of an EMOCA v2 model (cfg.yaml + detail/checkpoints/*.ckpt), for flame53",
+                        local_only=True)
     emoca_stage: Literal["detail", "coarse"] = F(
         "detail", "cfg.yaml section and checkpoint folder to load; EMOCA's demos load the detail stage")
     emoca_checkpoint: str = F(

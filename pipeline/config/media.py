@@ -5,7 +5,8 @@ from pipeline.config._base import F, Section
 
 
 class MediaConfig(Section):
-    ffmpeg: str = F("", "ffmpeg binary; empty = ffmpeg on PATH, else the imageio-ffmpeg wheel's")
+    ffmpeg: str = F("", "ffmpeg binary; empty = ffmpeg on PATH, else the imageio-ffmpeg wheel's",
+                    local_only=True)
     decode_batch: int = F(64, "frames per decoded numpy batch: bounds memory whatever the clip length")
     audio_rate: int = F(16000, "audio sample rate for speaker checks (Hz): speech models' usual rate")
     probe_timeout_s: float = F(60.0, "give up probing a file after this long (hung or huge inputs)")

@@ -11,13 +11,14 @@ from pipeline.config._base import F, Section
 
 class ModelConfig(Section):
     preset: str = F("small", "small trains on a CPU in minutes; paper is EmoAva's d_model 768 setting")
-    text_encoder: str = F("", "local BERT folder; empty = the packaged all-MiniLM-L6-v2")
+    text_encoder: str = F("", "local BERT folder; empty = the packaged all-MiniLM-L6-v2", local_only=True)
     seed: int = F(0, "seed for reproducible training and sampling")
     # data
     normalize: bool = F(True, "train on (x - mean) / std of the train split; EmoAva's reference trains on raw values")
     max_frames: int = F(253, "EmoAva's trainer fits BOS + 253 frames + EOS; longer sequences are truncated", ge=2)
     max_text_tokens: int = F(64, "EmoAva texts have at most 66 words; longer token lists are truncated", ge=4)
-    text_cache: str = F("", "folder for cached token states; empty = DATASET/.cache/text-states")
+    text_cache: str = F("", "folder for cached token states; empty = DATASET/.cache/text-states",
+                         local_only=True)
     # optimisation (None = the preset's value)
     epochs: Optional[int] = F(None, "passes over the train split", ge=1)
     batch_size: Optional[int] = F(None, "sequences per step", ge=1)

@@ -9,5 +9,5 @@ class OrchestrationConfig(Section):
     download_concurrency: int = F(2, "concurrent downloads (Prefect tag 'download')")
     gpu_concurrency: int = F(1, "concurrent GPU tasks (Prefect tag 'gpu')")
     task_runner: str = F("thread", "thread (default) or dask; dask takes dask_address or starts a local cluster")
-    dask_address: str = F("", "scheduler address for the dask runner; empty = local cluster")
+    dask_address: str = F("", "scheduler address for the dask runner; empty = local cluster", local_only=True)
     dask_workers: int = F(2, "worker processes of a local dask cluster")

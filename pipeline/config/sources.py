@@ -16,8 +16,9 @@ class YouTubeConfig(Section):
     concurrency: int = F(2, "videos downloaded at once: more gets rate-limited, not faster")
     retries: int = F(3, "retries for transient errors (network, 429) only")
     backoff_s: float = F(5.0, "first retry delay; doubles each retry, with jitter")
-    allow_file_urls: bool = F(False, "file:// URLs read local files: refused unless enabled")
-    allow_private_urls: bool = F(False, "private/loopback addresses refused unless enabled (SSRF)")
+    allow_file_urls: bool = F(False, "file:// URLs read local files: refused unless enabled", local_only=True)
+    allow_private_urls: bool = F(False, "private/loopback addresses refused unless enabled (SSRF)",
+                                 local_only=True)
     socket_timeout_s: float = F(30.0, "network timeout per request")
     merge_format: str = F("mp4", "container of merged video+audio downloads: ffmpeg and the face stage read it fast")
 
