@@ -20,7 +20,7 @@ from typing import Annotated, Literal, Union
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from pipeline.yamlsafe import YamlInputError, compose_yaml, load_yaml, read_yaml_text
+from pipeline.yamlsafe import YamlInputError, yaml_error, compose_yaml, load_yaml, read_yaml_text
 
 SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
@@ -143,7 +143,7 @@ def load_manifest(path: str | Path) -> Manifest:
     try:
         data = load_yaml(text)
     except yaml.YAMLError as e:
-        raise ManifestError(f"{path}: not valid YAML: {e}") from None
+        raise ManifestError(yaml_error(path, e)) from None
     if not isinstance(data, dict):
         raise ManifestError(f"{path}: the top level must be a mapping with 'name' and 'sources'")
     try:

@@ -54,4 +54,11 @@ def read_yaml_text(path: str | os.PathLike, what: str) -> str:
                              f"cp1252/Latin-1?): save the {what} as UTF-8") from None
 
 
-__all__ = ["MAX_YAML_BYTES", "YamlInputError", "load_yaml", "compose_yaml", "read_yaml_text"]
+def yaml_error(path, e: yaml.YAMLError) -> str:
+    """One line: FILE:LINE: not valid YAML: what (the parser's own message spans several lines)."""
+    mark = getattr(e, "problem_mark", None)
+    what = " ".join(x for x in (getattr(e, "context", None), getattr(e, "problem", None)) if x) or str(e)
+    return f"{path}{f':{mark.line + 1}' if mark is not None else ''}: not valid YAML: {what}"
+
+
+__all__ = ["MAX_YAML_BYTES", "YamlInputError", "load_yaml", "compose_yaml", "read_yaml_text", "yaml_error"]

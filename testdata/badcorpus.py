@@ -14,6 +14,9 @@ Layout under DEST:
   manifest.yaml        every source above (+ a youtube entry of refused URLs, + a duplicated source)
   manifest-good.yaml   only the good items (a clean reference build)
   manifest-traversal.yaml   a source id trying `../`: refused when the manifest loads
+  manifest-aliasbomb.yaml, config-aliasbomb.yaml   YAML alias bombs: refused at once
+  manifest-cp1252.yaml      a manifest saved as cp1252: refused with a line and byte, no traceback
+  table/huge.parquet        2 M dictionary-encoded rows in a tiny file: refused from its footer
   corpus.json          every item: kind, source, what it is, and its expected outcome
 
 An item's expected outcome is the first stage record that is not ok (`stage`, `status`, `reason`),
@@ -31,9 +34,9 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.atomic import atomic_dir, write_bytes, write_json, write_text
+from pipeline.atomic import atomic_dir, atomic_path, write_bytes, write_json, write_text
 
-CORPUS_VERSION = "2"
+CORPUS_VERSION = "3"
 
 _X264 = ["-c:v", "libx264", "-preset", "ultrafast", "-threads", "1", "-flags:v", "+bitexact"]
 _MUX = ["-map_metadata", "-1", "-fflags", "+bitexact", "-movflags", "+faststart"]
@@ -158,6 +161,13 @@ def _bad(root: Path, good: Path, items: list) -> None:
          bytes(rng.randrange(256) for _ in range(600)))
     shutil.copyfile(good, root / "no_captions.mp4")
     item("no_captions", "clip without a sidecar caption file", ("ingest", "skipped", "input.no_captions"), None)
+    # one 300 KB cue built to make backtracking regexes quadratic: skipped over sources.captions.max_cue_chars
+    # (and parsed in linear time when the cap is raised: tests/test_hardening.py -k caption_bombs)
+    for stem, unit, what in (("voice_bomb", "<v ", "`<v `"), ("bracket_bomb", "[", "`[`")):
+        shutil.copyfile(good, root / f"{stem}.mp4")
+        item(stem, f"one 300 KB cue made of {what} (quadratic for a backtracking regex)",
+             ("ingest", "failed", "input.bad_captions"),
+             "WEBVTT\n\n00:00:00.200 --> 00:00:01.100\n" + unit * (300_000 // len(unit)) + "\n")
 
 
 # table rows: (cells, expected outcome or "ok", what, good?)  — times are the good clip's cue spans
@@ -209,6 +219,31 @@ def _table(root: Path, items: list) -> None:
         items.append((f"table/row{n}", what, expect, "table", seg))
 
 
+HUGE_TABLE_ROWS = 2_000_000   # over sources.table.max_rows (1 M) in a ~40 KB file
+
+
+def _huge_table(root: Path, items: list) -> None:
+    """A small Parquet file of many dictionary-encoded rows: refused from its footer, never read."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    idx = pa.array(np.zeros(HUGE_TABLE_ROWS, np.int8))
+    cols = {c: pa.DictionaryArray.from_arrays(idx, pa.array([v])) for c, v in
+            (("video", "../good/good.mp4"), ("start", "0.2"), ("end", "1.1"), ("text", "Again and again."))}
+    with atomic_path(root / "huge.parquet") as tmp:
+        pq.write_table(pa.table(cols), tmp, compression="zstd")
+    items.append(("huge_table", f"Parquet table of {HUGE_TABLE_ROWS} dictionary-encoded rows in "
+                                f"{(root / 'huge.parquet').stat().st_size // 1024} KiB (over sources.table.max_rows)",
+                  ("ingest", "failed", "input.bad_row"), "table"))
+
+
+# a "billion laughs" YAML: 9 levels of 9 aliases each, ~560 bytes that expand to 9^9 strings
+ALIAS_BOMB = "".join([
+    'a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]\n',
+    *[f"{x}: &{x} [*{p},*{p},*{p},*{p},*{p},*{p},*{p},*{p},*{p}]\n" for p, x in zip("abcdefgh", "bcdefghi")],
+    "name: *i\nsources: *i\n"])
+
+
 def _manifests(dest: Path) -> None:
     srcs = [{"id": "good", "kind": "folder", "path": "good"},
             {"id": "table", "kind": "table", "path": "table/good.csv"}]
@@ -217,10 +252,16 @@ def _manifests(dest: Path) -> None:
     full = [srcs[0], {"id": "table", "kind": "table", "path": "table/rows.csv"},
             {"id": "bad", "kind": "folder", "path": "bad"},
             {"id": "good_again", "kind": "folder", "path": "good", "pattern": "good.mp4"},
-            {"id": "web", "kind": "youtube", "urls": [u for u, _ in _WEB_URLS]}]
+            {"id": "web", "kind": "youtube", "urls": [u for u, _ in _WEB_URLS]},
+            {"id": "huge_table", "kind": "table", "path": "table/huge.parquet"}]
     write_text(dest / "manifest.yaml", json.dumps(dict(base, sources=full), indent=1) + "\n")
     trav = [{"id": "../escape", "kind": "folder", "path": "good"}]
     write_text(dest / "manifest-traversal.yaml", json.dumps(dict(base, sources=trav), indent=1) + "\n")
+    write_text(dest / "manifest-aliasbomb.yaml", ALIAS_BOMB)
+    write_text(dest / "config-aliasbomb.yaml", ALIAS_BOMB.replace("name: *i\nsources: *i\n", "faces: *i\n"))
+    write_bytes(dest / "manifest-cp1252.yaml",
+                json.dumps(dict(base, description="Café “quoted”", sources=srcs), ensure_ascii=False,
+                           indent=1).encode("cp1252") + b"\n")
 
 
 def make_bad_corpus(dest: str | Path, force: bool = False) -> dict:
@@ -239,6 +280,7 @@ def make_bad_corpus(dest: str | Path, force: bool = False) -> dict:
         _good(tmp / "good", raw)
         _bad(tmp / "bad", tmp / "good" / "good.mp4", raw)
         _table(tmp / "table", raw)
+        _huge_table(tmp / "table", raw)
         raw.append(("good_again/good", "the `good` folder listed again under another source id",
                     ("assemble", "skipped", "filter.duplicate"), "duplicate"))
         for url, what in _WEB_URLS:
@@ -257,6 +299,10 @@ def make_bad_corpus(dest: str | Path, force: bool = False) -> dict:
             items.append(d)
         idx = {"version": CORPUS_VERSION, "items": items,
                "traversal": {"manifest": "manifest-traversal.yaml", "expected": "ManifestError naming '../escape'"},
+               "refused_inputs": {
+                   "manifest-aliasbomb.yaml": "ManifestError: alias not allowed, in well under a second",
+                   "config-aliasbomb.yaml": "ConfigError: alias not allowed, in well under a second",
+                   "manifest-cp1252.yaml": "ManifestError: not UTF-8 text, naming the line and byte"},
                "files": sorted(str(f.relative_to(tmp)) for f in tmp.rglob("*") if f.is_file())}
         write_json(tmp / "corpus.json", idx)
     return idx

@@ -22,7 +22,7 @@ from pipeline.config.model import ModelConfig
 from pipeline.config.orchestration import OrchestrationConfig
 from pipeline.config.sources import SourcesConfig
 from pipeline.hashing import obj_hash
-from pipeline.yamlsafe import YamlInputError, load_yaml, read_yaml_text
+from pipeline.yamlsafe import YamlInputError, yaml_error, load_yaml, read_yaml_text
 
 
 class Config(Section):
@@ -91,7 +91,7 @@ def load_config(path: str | os.PathLike | None = None, overrides: Iterable[str] 
         except YamlInputError as e:
             raise ConfigError(str(e)) from None
         except yaml.YAMLError as e:
-            raise ConfigError(f"{p}: not valid YAML: {e}") from None
+            raise ConfigError(yaml_error(p, e)) from None
         if not isinstance(data, dict):
             raise ConfigError(f"{p}: the top level must be a mapping of sections")
         origin = str(p)
