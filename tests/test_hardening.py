@@ -392,3 +392,133 @@ def test_prefect_recipes_bind_loopback():
         for m in re.finditer(r"http://([^/:\s\"'`]+)", text):   # the API URLs the recipes hand out
             assert m.group(1) == "127.0.0.1", f"{p.name}: {m.group(0)}"
     assert starts >= 3   # README, prefect.yaml and flows/server.py each start one
+
+
+# ---------------------------------------------------------------- second pass (issue 15): inputs that cannot stall
+
+def test_yaml_alias_bombs_and_cp1252_fail_fast_with_one_line(corpus, tmp_path):
+    from pipeline.config import ConfigError, load_config
+    from pipeline.manifest import ManifestError, load_manifest
+
+    root, _ = corpus
+    for loader, f, err, needle in ((load_manifest, "manifest-aliasbomb.yaml", ManifestError, "alias"),
+                                   (load_config, "config-aliasbomb.yaml", ConfigError, "alias"),
+                                   (load_manifest, "manifest-cp1252.yaml", ManifestError, "not UTF-8")):
+        t0 = time.perf_counter()
+        with pytest.raises(err, match=needle) as e:
+            loader(root / f)
+        assert time.perf_counter() - t0 < 1.0, f
+        assert str(root / f) in str(e.value) and "\n" not in str(e.value), str(e.value)
+    # through the CLI: exit 2, one line, no traceback, nothing written
+    ws = tmp_path / "ws"
+    for args in (["build", str(root / "manifest-aliasbomb.yaml")], ["build", str(root / "manifest-cp1252.yaml")],
+                 ["build", str(root / "manifest-good.yaml"), "-c", str(root / "config-aliasbomb.yaml")],
+                 ["config", "show", "-c", str(root / "config-aliasbomb.yaml")]):
+        t0 = time.perf_counter()
+        r = wordsmile(*args, "-w", str(ws), cwd=tmp_path) if args[0] == "build" else wordsmile(*args, cwd=tmp_path)
+        assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr[-2000:]
+        assert r.stderr.startswith("error: ") and r.stderr.count("\n") == 1, r.stderr
+        assert time.perf_counter() - t0 < 30
+    assert not (ws / "runs").exists() or not any((ws / "runs").iterdir())
+
+
+def test_build_name_that_escapes_the_workspace_is_refused(corpus, tmp_path):
+    root, _ = corpus
+    ws = tmp_path / "a" / "b" / "ws"
+    before = listing(tmp_path)
+    r = wordsmile("build", str(root / "manifest-good.yaml"), "-w", str(ws), "--name", "../..", cwd=tmp_path)
+    assert r.returncode == 2 and "dataset name '../..'" in r.stderr and "Traceback" not in r.stderr, r.stderr
+    assert listing(tmp_path) == before
+
+
+@pytest.mark.parametrize("unit", ["<v ", "<v", "[", "(", "{\\", "<a", "<v.x "])
+def test_caption_bombs_parse_in_linear_time(unit):
+    from extract.captions import parse_captions
+    from pipeline.config.sources import CaptionConfig
+
+    cue = unit * (300_000 // len(unit))
+    text = "WEBVTT\n\n00:00:00.000 --> 00:00:02.000\n" + cue + "\n\n00:00:02.000 --> 00:00:03.000\nStill here.\n"
+    t0 = time.perf_counter()
+    res = parse_captions(text, CaptionConfig(max_cue_chars=10 ** 7))   # cap off: the regexes alone are linear
+    assert time.perf_counter() - t0 < 1.5, unit
+    assert res.cues[-1].text == "Still here."
+    res = parse_captions(text)   # default cap: the huge cue is skipped and counted, with the limit named
+    assert [c.text for c in res.cues] == ["Still here."] and res.n_bad == 1
+    assert "max_cue_chars" in res.warnings[0]
+
+
+def test_caption_file_over_the_size_cap_is_refused(tmp_path):
+    from extract.captions import CaptionError, read_captions
+    from pipeline.config.sources import CaptionConfig
+
+    f = tmp_path / "big.vtt"
+    f.write_text("WEBVTT\n\n" + "00:00:00.000 --> 00:00:01.000\nHello there.\n\n" * 100)
+    assert read_captions(f).cues
+    with pytest.raises(CaptionError, match=r"big.vtt.*max_file_bytes = 1000"):
+        read_captions(f, CaptionConfig(max_file_bytes=1000))
+
+
+def test_tables_over_the_row_and_byte_caps_are_refused_before_reading(corpus, tmp_path):
+    from extract.sources.table import TableTooLarge, read_rows
+
+    root, idx = corpus
+    huge = root / "table" / "huge.parquet"
+    t0 = time.perf_counter()
+    with pytest.raises(TableTooLarge, match=r"2000000 rows.*max_rows = 1000000"):
+        read_rows(huge)
+    assert time.perf_counter() - t0 < 1.0 and huge.stat().st_size < 100_000
+    with pytest.raises(TableTooLarge, match="on disk.*max_bytes = 10000"):
+        read_rows(huge, max_rows=10 ** 8, max_bytes=10_000)
+    csv = tmp_path / "t.csv"
+    csv.write_text("video,start,end,text\n" + "a.mp4,0,1,hi\n" * 50)
+    assert len(read_rows(csv)[0]) == 50
+    with pytest.raises(TableTooLarge, match="max_rows = 10"):
+        read_rows(csv, max_rows=10)
+    with pytest.raises(TableTooLarge, match="on disk.*max_bytes = 100"):
+        read_rows(csv, max_bytes=100)
+    jsonl = tmp_path / "t.jsonl"
+    jsonl.write_text('{"video": "a.mp4", "start": 0, "end": 1, "text": "hi"}\n' * 20)
+    with pytest.raises(TableTooLarge):
+        read_rows(jsonl, max_rows=5)
+    item = next(i for i in idx["items"] if i["id"] == "huge_table")
+    assert item["expected"] == {"stage": "ingest", "status": "failed", "reason": "input.bad_row"}
+
+
+# ---------------------------------------------------------------- orchestration parameters
+
+def test_flow_parameters_cannot_name_executables_or_paths_outside(tmp_path, monkeypatch):
+    from flows.flows import FlowParameterRefused, build_dataset, check_flow_parameters, publish_release, train_model
+    from pipeline.config import load_config, local_only_settings
+
+    monkeypatch.setenv("WORDSMILE_FLOW_ROOTS", str(tmp_path / "allowed"))
+    (tmp_path / "allowed").mkdir()
+    m = str(tmp_path / "allowed" / "m.yaml")
+    ws = str(tmp_path / "allowed" / "ws")
+    assert {"media.ffmpeg", "model.text_encoder", "sources.youtube.allow_file_urls"} <= set(local_only_settings())
+    refused = [
+        dict(overrides=["media.ffmpeg=/bin/sh"]), dict(overrides=["media={ffmpeg: /bin/sh}"]),
+        dict(overrides=["faces.landmarker_path=/etc/passwd"]), dict(overrides=["sources.youtube.allow_file_urls=true"]),
+        dict(overrides=["orchestration.dask_address=tcp://10.0.0.1:8786"]),
+        dict(name="../.."), dict(dask_address="tcp://evil.example:8786"),
+        dict(workspace="/etc"), dict(workspace=str(tmp_path / "allowed" / ".." / "out")),
+        dict(manifest="/etc/passwd"), dict(config="/root/.ssh/config.yaml"),
+    ]
+    for kw in refused:
+        args = {"manifest": m, "workspace": ws, **kw}
+        with pytest.raises(FlowParameterRefused):
+            build_dataset.fn(**args)
+    with pytest.raises(FlowParameterRefused, match="text_encoder"):
+        train_model.fn(dataset="x", workspace=ws, overrides=["text_encoder=/etc"])
+    with pytest.raises(FlowParameterRefused, match="outside"):
+        train_model.fn(dataset="x", workspace=ws, out="/tmp/elsewhere-model")
+    with pytest.raises(FlowParameterRefused, match="outside"):
+        publish_release.fn(dataset="/etc", version="1.0", workspace=ws)
+    with pytest.raises(FlowParameterRefused, match="outside"):
+        publish_release.fn(dataset="x", version="1.0", workspace=ws, url=f"file://{tmp_path / 'pub'}")
+    # what stays allowed: ordinary settings, and the same executable from the local config file / CLI
+    check_flow_parameters(["assemble.min_frames=20", "faces.policy=speaker"], "sample", "")
+    monkeypatch.setenv("WORDSMILE_DASK_ADDRESSES", "tcp://10.0.0.9:8786")
+    check_flow_parameters([], None, "tcp://10.0.0.9:8786")
+    cfg = tmp_path / "local.yaml"
+    cfg.write_text("media:\n  ffmpeg: /usr/bin/ffmpeg\n")
+    assert load_config(cfg, ["media.ffmpeg=/usr/local/bin/ffmpeg"]).media.ffmpeg == "/usr/local/bin/ffmpeg"
