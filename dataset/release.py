@@ -350,7 +350,7 @@ def _rewrite_without(src: Path, out: Path, info: dict, files: list[str], ids: li
 
 def _deterministic_tar(folder: Path, dest: Path, mtime: int) -> Path:
     with atomic_path(dest, suffix=".tar.gz") as tmp:
-        with open(tmp, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as gz, \
+        with open(tmp, "wb") as raw, gzip.GzipFile(filename="", fileobj=raw, mode="wb", mtime=0) as gz, \
                 tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tf:
             for rel in [""] + _files(folder):
                 p = folder / rel if rel else folder

@@ -182,3 +182,228 @@ def test_extra_files_and_empty_dataset_release(tmp_path):
     # a dataset where nothing passed still releases and verifies (its card says why)
     empty, _, _ = build(tmp_path / "ws-empty", overrides=["assemble.min_frames=100000"], n_videos=1)
     assert verify(release(empty, Workspace(tmp_path / "ws-empty"), "0.0.1")) == []
+
+
+# ---------------------------------------------------------------- second pass (issue 15): releases that cannot leak or escape
+
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import tarfile  # noqa: E402
+import time  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _copy(dataset: Path, tmp_path: Path) -> tuple[Path, Workspace]:
+    import shutil
+
+    ws = Workspace(tmp_path / "ws")
+    d = ws.datasets / dataset.name
+    shutil.copytree(dataset, d)
+    return d, ws
+
+
+def _cli(*args, cwd: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(REPO), "WORDSMILE_NO_PROGRESS": "1"}
+    return subprocess.run([sys.executable, "-m", "wordsmile.cli", *map(str, args)], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_release_refuses_symlinks_and_special_files(dataset, tmp_path):
+    d, ws = _copy(dataset, tmp_path)
+    secret = tmp_path / "secret.txt"
+    secret.write_text("root:x:0:0\n")
+    (d / "report" / "x.png").symlink_to(secret)
+    with pytest.raises(ReleaseError, match=r"report/x.png: is a symbolic link"):
+        release(d, ws, "1.0")
+    (d / "report" / "x.png").unlink()
+    (d / "provenance").rename(d / "prov-real")
+    (d / "provenance").symlink_to(d / "prov-real", target_is_directory=True)   # a linked folder too
+    with pytest.raises(ReleaseError, match="provenance: is a symbolic link"):
+        release(d, ws, "1.0")
+    (d / "provenance").unlink()
+    (d / "prov-real").rename(d / "provenance")
+    os.mkfifo(d / "pipe")
+    with pytest.raises(ReleaseError, match="pipe: is not a regular file"):
+        release(d, ws, "1.0")
+    os.unlink(d / "pipe")
+    assert [p.name for p in ws.releases.iterdir() if not p.name.startswith(".")] == []
+    assert verify(release(d, ws, "1.0")) == []
+
+
+@pytest.mark.parametrize("field,value", [
+    ("name", "../../escaped"), ("name", "/tmp/abs"), ("name", ".."), ("name", 7),
+    ("sources", [{"source_id": "../../x", "kind": "folder", "license": ["CC0"], "samples": 1, "videos": 1}]),
+    ("extra_files", ["../../../etc/hostname"]), ("extra_files", ["/etc/hostname"]), ("extra_files", ["nope.npz"]),
+])
+def test_release_takes_no_paths_from_dataset_json(dataset, tmp_path, field, value):
+    d, ws = _copy(dataset, tmp_path)
+    info = json.loads((d / "dataset.json").read_text())
+    info[field] = value
+    (d / "dataset.json").write_text(json.dumps(info))
+    before = sorted(p for p in tmp_path.rglob("*") if "releases" not in p.parts)
+    with pytest.raises(ReleaseError, match=f"dataset.json: field '{field}"):
+        release(d, ws, "1.0", exclude=None)
+    ids = tmp_path / "ids.txt"
+    ids.write_text("v01s1\n")
+    with pytest.raises(ReleaseError, match=f"dataset.json: field '{field}"):
+        release(d, ws, "1.1", exclude=ids)
+    after = sorted(p for p in tmp_path.rglob("*") if "releases" not in p.parts and p != ids)
+    assert after == before and not any(p for p in ws.releases.iterdir() if not p.name.startswith("."))
+
+
+def test_atomic_dir_without_replace_never_swaps_a_folder_that_appeared(tmp_path):
+    from pipeline.atomic import atomic_dir
+
+    dest = tmp_path / "rel"
+    with pytest.raises(FileExistsError, match="meanwhile"):
+        with atomic_dir(dest, replace=False) as tmp:
+            (tmp / "mine.txt").write_text("second writer")
+            dest.mkdir()
+            (dest / "theirs.txt").write_text("first writer")   # the other writer finished meanwhile
+    assert [p.name for p in dest.iterdir()] == ["theirs.txt"]
+    assert [p.name for p in tmp_path.iterdir()] == ["rel"]   # the loser's temporary is gone
+
+
+def test_two_concurrent_releases_of_one_version(dataset, tmp_path):
+    d, ws = _copy(dataset, tmp_path)
+    procs = [subprocess.Popen([sys.executable, "-m", "wordsmile.cli", "release", str(d), "--version", "2.0",
+                               "--tar", "-w", str(ws.root)], cwd=tmp_path, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True,
+                              env={**os.environ, "PYTHONPATH": str(REPO), "WORDSMILE_NO_PROGRESS": "1"})
+             for _ in range(2)]
+    outs = [p.communicate(timeout=300) for p in procs]
+    codes = sorted(p.returncode for p in procs)
+    assert codes == [0, 2], outs
+    loser = outs[[p.returncode for p in procs].index(2)][1]
+    assert "already exists" in loser and "Traceback" not in loser, loser
+    rel = ws.releases / "demo-2.0"
+    assert verify(rel) == [] and verify(ws.releases / "demo-2.0.tar.gz") == []
+    assert sorted(p.name for p in ws.releases.iterdir()) == [".lock", "demo-2.0", "demo-2.0.tar.gz"]
+
+
+def test_killed_tar_is_resumed_and_temporaries_cleaned(dataset, tmp_path):
+    d, ws = _copy(dataset, tmp_path)
+    rel = release(d, ws, "3.0", tar=True)
+    tgz = ws.releases / "demo-3.0.tar.gz"
+    want = tgz.read_bytes()
+    # what a writer killed mid-archive leaves: no archive, a half-written temporary beside it
+    tgz.unlink()
+    stale = ws.releases / ".tmp-demo-3.0.tar.gz.k1ll3d.tar.gz"
+    stale.write_bytes(want[: len(want) // 2])
+    stale_dir = ws.releases / ".tmp-demo-4.0.x9"
+    stale_dir.mkdir()
+    (stale_dir / "dataset.json").write_text("{}")
+    with pytest.raises(FileExistsError, match="immutable"):
+        release(d, ws, "3.0")          # without --tar the folder is immutable as before
+    assert release(d, ws, "3.0", tar=True) == rel
+    assert tgz.read_bytes() == want    # byte-identical to the uninterrupted run's archive
+    assert not stale.exists() and not stale_dir.exists()
+    with pytest.raises(FileExistsError):
+        release(d, ws, "3.0", tar=True)
+    # an existing folder that fails verification is never archived
+    _writable(rel / "dataset.json")
+    tgz.unlink()
+    (rel / "dataset.json").write_text("{}")
+    with pytest.raises(ReleaseError, match="fails verification"):
+        release(d, ws, "3.0", tar=True)
+    assert not tgz.exists()
+
+
+def test_publish_refuses_its_own_folder_and_publishes_archives(rel, tmp_path):
+    for url in (str(rel / "mirror"), f"file://{rel}/mirror", str(rel)):
+        with pytest.raises(ReleaseError, match="inside the release"):
+            publish(rel, url)
+    assert not (rel / "mirror").exists() and verify(rel) == []
+    tgz = rel.parent / f"{rel.name}.tar.gz"
+    out = publish(tgz, str(tmp_path / "pub"))
+    assert Path(out) == tmp_path / "pub" / tgz.name and Path(out).read_bytes() == tgz.read_bytes()
+    assert verify(out) == []
+    with pytest.raises(FileExistsError):
+        publish(tgz, str(tmp_path / "pub"))
+    bad = tmp_path / "bad.tar.gz"
+    bad.write_bytes(b"not a tar at all")
+    with pytest.raises(ReleaseError, match="not a gzip-compressed tar"):
+        publish(bad, str(tmp_path / "pub2"))
+
+
+def _tar(path: Path, members: list[tuple[tarfile.TarInfo, bytes | None]]) -> Path:
+    import io
+
+    with tarfile.open(path, "w:gz") as tf:
+        for ti, data in members:
+            tf.addfile(ti, io.BytesIO(data) if data is not None else None)
+    return path
+
+
+def _ti(name: str, size: int = 0, kind=tarfile.REGTYPE, link: str = "") -> tarfile.TarInfo:
+    ti = tarfile.TarInfo(name)
+    ti.size, ti.type, ti.linkname = size, kind, link
+    return ti
+
+
+def test_verify_checks_archives_from_their_listing_first(tmp_path):
+    import gzip
+    import shutil
+
+    unpacked = lambda: sorted(p.name for p in Path(os.environ.get("TMPDIR", "/tmp")).glob("wordsmile-verify-*"))  # noqa: E731
+    before = unpacked()
+    cases = {
+        "dotdot.tar.gz": ([(_ti("rel/../../evil.txt", 4), b"evil")], "'..' path"),
+        "abs.tar.gz": ([(_ti("/etc/evil.txt", 4), b"evil")], "absolute or '..'"),
+        "link.tar.gz": ([(_ti("rel/x.png", kind=tarfile.SYMTYPE, link="/etc/shadow"), None)], "a link or special"),
+        "dev.tar.gz": ([(_ti("rel/null", kind=tarfile.CHRTYPE), None)], "a link or special"),
+    }
+    for name, (members, needle) in cases.items():
+        problems = verify(_tar(tmp_path / name, members))
+        assert problems and needle in problems[0] and problems[0].startswith(name), (name, problems)
+    many = _tar(tmp_path / "many.tar.gz", [(_ti(f"rel/f{i}", 0), b"") for i in range(50)])
+    assert "more than 20 members" in verify(many, max_members=20)[0]
+    assert "unpacks to more than 1000 bytes" in verify(
+        _tar(tmp_path / "big.tar.gz", [(_ti("rel/a", 4000), b"\0" * 4000)]), max_bytes=1000)[0]
+    # a gzip bomb: 200 MB of zeros in ~200 KB, refused from the listing (nothing unpacked)
+    bomb = tmp_path / "bomb.tar.gz"
+    with gzip.open(bomb, "wb", compresslevel=9) as gz, tarfile.open(fileobj=gz, mode="w") as tf:
+        ti = _ti("rel/zeros.bin", 200 << 20)
+
+        class Zeros:
+            left = 200 << 20
+
+            def read(self, n=-1):
+                n = self.left if n < 0 else min(n, self.left)
+                self.left -= n
+                return b"\0" * n
+        tf.addfile(ti, Zeros())
+    t0 = time.perf_counter()
+    problems = verify(bomb)
+    assert "decompression bomb" in problems[0] and bomb.stat().st_size < 1 << 20, problems
+    assert time.perf_counter() - t0 < 20
+    not_gz = tmp_path / "plain.tar.gz"
+    not_gz.write_bytes(b"PK\x03\x04 this is a zip, not a tar.gz")
+    assert "not a gzip-compressed tar" in verify(not_gz)[0]
+    trunc = tmp_path / "trunc.tar.gz"
+    shutil.copyfile(bomb, trunc)
+    trunc.write_bytes(bomb.read_bytes()[:5000])
+    assert "truncated or corrupt" in verify(trunc)[0] or "not a gzip" in verify(trunc)[0]
+    assert unpacked() == before
+    # the CLI: exit 1, one FAIL line per problem, never a traceback
+    for f in ("dotdot.tar.gz", "link.tar.gz", "plain.tar.gz", "trunc.tar.gz"):
+        r = _cli("verify", tmp_path / f, cwd=tmp_path)
+        assert r.returncode == 1 and r.stderr.startswith("FAIL ") and "Traceback" not in r.stderr, r.stderr
+
+
+def test_card_escapes_manifest_description_and_licence(dataset, tmp_path):
+    import pandas as pd_
+
+    from dataset.assemble.card import write_card
+
+    meta = json.loads((dataset / "dataset.json").read_text())
+    meta["description"] = ("Nice data.\n---\nlicense: mit\n---\n# Injected heading\n<script>alert(1)</script> "
+                           "[click](javascript:alert(1)) ![img](http://evil/x.png)")
+    meta["sources"][0]["license"] = ["CC-BY | <b>bold</b> [x](javascript:y)"]
+    write_card(tmp_path, meta, pd_.read_parquet(dataset / "samples.parquet"))
+    text = (tmp_path / "README.md").read_text()
+    body = text.split("\n---\n", 1)[1]
+    for bad in ("<script>", "<b>", "](javascript:", "![img](", "\n# Injected", "\n---\nlicense: mit"):
+        assert bad not in body, bad
+    assert "&lt;script&gt;" in body and "Injected heading" in body and text.count("\n---\n") == 1
