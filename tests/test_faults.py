@@ -322,3 +322,78 @@ def test_flaky_server_build_finishes_and_reruns_complete_it(flaky_server, tmp_pa
     if out:
         Path(out).write_text(json.dumps({"builds_until_complete": len(runs), "requests": n_req,
                                          "failed_requests": n_failed, "ingest_per_run": runs}, indent=1))
+
+
+# ---------------------------------------------------------------- releases on a full or read-only disk (issue 15)
+
+def _mount(mnt: Path, opts: str) -> None:
+    if not hasattr(os, "geteuid") or os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    mnt.mkdir(parents=True, exist_ok=True)
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", opts, "tmpfs", str(mnt)], capture_output=True, text=True)
+    if r.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {r.stderr.strip()}")
+
+
+@pytest.fixture
+def tmpfs(tmp_path):
+    """mount(name, opts) -> a fresh tmpfs under tmp_path; all unmounted afterwards."""
+    mounted = []
+
+    def mount(name: str, opts: str) -> Path:
+        mnt = tmp_path / name
+        _mount(mnt, opts)
+        mounted.append(mnt)
+        return mnt
+
+    yield mount
+    for m in mounted:
+        subprocess.run(["umount", "-l", str(m)], capture_output=True)
+
+
+@pytest.fixture(scope="module")
+def small_dataset(tmp_path_factory) -> Path:
+    sys.path.insert(0, str(REPO / "tests"))
+    from test_assemble import build
+
+    out, _, _ = build(tmp_path_factory.mktemp("relds") / "ws", n_videos=2)
+    return out
+
+
+def _size(p: Path) -> int:
+    return sum(f.stat().st_size for f in p.rglob("*") if f.is_file())
+
+
+def test_release_on_a_full_disk_fails_cleanly_then_resumes(tmpfs, small_dataset):
+    need = _size(small_dataset)
+    # 1. too small for the release folder: stops, says so, keeps nothing
+    mnt = tmpfs("full", f"size={need // 2}")
+    ws = mnt / "ws"
+    rc, out = run("release", small_dataset, "--version", "1.0", "--tar", "-w", ws)
+    assert rc == 2 and "no space left on device" in out and "Traceback" not in out, out[-3000:]
+    assert out.strip().count("\n") == 0, out
+    assert [p.name for p in (ws / "releases").iterdir() if p.name != ".lock"] == []
+    # 2. room for the folder but not its archive: the folder is kept (verified), the archive is not
+    subprocess.run(["mount", "-o", f"remount,size={need + need // 2 + 64 * 1024}", str(mnt)], check=True)
+    rc, out = run("release", small_dataset, "--version", "1.0", "--tar", "-w", ws)
+    assert rc == 2 and "no space left on device" in out and "Traceback" not in out, out[-3000:]
+    rel = ws / "releases" / "demo-1.0"
+    from dataset.release import verify
+
+    assert verify(rel) == [] and not (ws / "releases" / "demo-1.0.tar.gz").exists()
+    assert not [p for p in (ws / "releases").iterdir() if p.name.startswith(TMP_PREFIX)]
+    # 3. more room: the same command resumes and writes only the archive
+    subprocess.run(["mount", "-o", "remount,size=64m", str(mnt)], check=True)
+    rc, out = run("release", small_dataset, "--version", "1.0", "--tar", "-w", ws)
+    assert rc == 0, out[-3000:]
+    assert verify(ws / "releases" / "demo-1.0.tar.gz") == []
+
+
+def test_read_only_workspace_is_one_line_not_a_traceback(tmpfs, tmp_path, sample_dir, small_dataset):
+    ro = tmpfs("ro", "ro,size=1m")
+    m = manifest(tmp_path, sample_dir)
+    for args in (("build", m, "-w", ro / "ws"), ("ingest", m, "-w", ro / "ws"),
+                 ("release", small_dataset, "--version", "1.0", "-w", ro / "ws")):
+        rc, out = run(*args)
+        assert rc == 2 and "Traceback" not in out, out[-3000:]
+        assert "Read-only file system" in out and "--workspace" in out and out.strip().count("\n") == 0, out
