@@ -522,3 +522,111 @@ def test_flow_parameters_cannot_name_executables_or_paths_outside(tmp_path, monk
     cfg = tmp_path / "local.yaml"
     cfg.write_text("media:\n  ffmpeg: /usr/bin/ffmpeg\n")
     assert load_config(cfg, ["media.ffmpeg=/usr/local/bin/ffmpeg"]).media.ffmpeg == "/usr/local/bin/ffmpeg"
+
+
+# ---------------------------------------------------------------- NaN codes, refused pickles, model CLI messages
+
+def test_non_finite_codes_never_reach_a_dataset(tmp_path):
+    import numpy as np
+
+    from dataset.assemble import assemble
+    from pipeline.formats.dataset import read_samples, write_dataset
+    from test_assemble import build_world, make_ctx
+
+    # assembly: a sample whose codes hold NaN and inf is skipped with its reason, the rest is finite
+    ctx = make_ctx(tmp_path / "ws", [])
+    segs = build_world(ctx.ws, n_videos=2)
+    row = segs[segs.segment_id == "v00s0"].iloc[0]
+    with np.load(Path(row.codes_dir) / "codes.npz") as z:
+        arrays = {k: z[k] for k in z.files}
+    arrays["smooth"][3, 1], arrays["smooth"][5, 0] = np.nan, np.inf
+    np.savez(Path(row.codes_dir) / "codes.npz", **arrays)
+    out, recs = assemble(segs, ctx, "demo")
+    rec = next(r for r in recs if r.item_id == "v00s0" and r.stage == "assemble")
+    assert rec.reason == Reason.NON_FINITE and "frame 3" in rec.detail, rec
+    df = read_samples(out)
+    assert "v00s0" not in set(df.sample_id) and all(np.isfinite(c).all() for c in df.codes)
+    # the dataset writer (also used by `release --exclude`) refuses NaN however it arrives
+    info = json.loads((out / "dataset.json").read_text())
+    for i in (0, len(df) - 1):   # a train and a test sample
+        bad = df.copy()
+        bad.at[i, "codes"] = np.full_like(df.at[i, "codes"], np.nan)
+        with pytest.raises(ValueError, match=f"sample {df.at[i, 'sample_id']}: codes hold NaN"):
+            write_dataset(tmp_path / "again", bad, info, 4, 1e-3)
+
+
+def _model_app():
+    import typer
+
+    from model import cli as model_cli
+
+    app = typer.Typer()
+    model_cli.register(app)
+    return app
+
+
+def _invoke(app, *args):
+    from typer.testing import CliRunner
+
+    res = CliRunner().invoke(app, [str(a) for a in args])
+    assert res.exception is None or isinstance(res.exception, SystemExit), repr(res.exception)   # no traceback
+    return res
+
+
+def test_train_refuses_nan_codes_and_refused_pickles(tmp_path):
+    import hashlib as _h
+
+    import numpy as np
+
+    from test_model import make_dataset
+
+    app = _model_app()
+    ds = make_dataset(tmp_path / "nan")
+    df = pd.read_parquet(ds / "samples.parquet")
+    codes = [np.stack(c).astype(np.float32) for c in df.codes]
+    codes[1][2, 3] = np.nan
+    df["codes"] = [list(map(list, c)) for c in codes]
+    df.to_parquet(ds / "samples.parquet")
+    out = tmp_path / "model-nan"
+    res = _invoke(app, "train", ds, "--max-steps", "2", "-o", out, "--set", f"text_cache={tmp_path / 'tc'}")
+    assert res.exit_code == 2 and "NaN or infinite codes" in res.output and "train-0-1" in res.output, res.output
+    assert not (out / "best.pt").exists()
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, (f"touch {tmp_path / 'pwned'}",))
+
+    pk = make_dataset(tmp_path / "pk", pickles=True)
+    (pk / "samples.parquet").unlink()
+    data = pickle.dumps([Evil()])
+    (pk / "train_stage1_text.pkl").write_bytes(data)
+    sums = (pk / "SHA256SUMS").read_text().splitlines()
+    sums = [f"{_h.sha256(data).hexdigest()}  train_stage1_text.pkl" if s.endswith(" train_stage1_text.pkl") else s
+            for s in sums]
+    (pk / "SHA256SUMS").write_text("\n".join(sums) + "\n")
+    res = _invoke(app, "train", pk, "--max-steps", "2", "-o", tmp_path / "model-pk",
+                  "--set", f"text_cache={tmp_path / 'tc'}")
+    assert res.exit_code == 2 and "pickle was refused" in res.output and "system" in res.output, res.output
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_model_commands_take_the_model_folder_and_name_unknown_dims(tmp_path):
+    from model.train import train
+    from test_model import make_dataset, tiny_cfg
+
+    app = _model_app()
+    ds = make_dataset(tmp_path / "ds")
+    model = tmp_path / "model"
+    train(ds, model, tiny_cfg(tmp_path, max_steps=2, eval_every=2), device="cpu", progress=False, tensorboard=False)
+    res = _invoke(app, "sample", model, "--text", "Hello there!", "-n", "1", "--device", "cpu")
+    assert res.exit_code == 0 and "1 sequences" in res.output, res.output
+    res = _invoke(app, "evaluate", model, "--split", "dev", "-n", "1", "--max-texts", "1", "--device", "cpu")
+    assert res.exit_code == 0 and (model / "eval-dev.json").exists(), res.output
+    res = _invoke(app, "render", model, "--text", "Hi!", "--curves", tmp_path / "c.png", "--dim", "nosuch",
+                  "-o", tmp_path / "r.mp4", "--device", "cpu")
+    assert res.exit_code == 2 and "--dim 'nosuch'" in res.output and "jawOpen" in res.output, res.output
+    assert not (tmp_path / "r.mp4").exists()
+    res = _invoke(app, "sample", tmp_path, "--text", "x")
+    assert res.exit_code == 2 and "without best.pt or last.pt" in res.output, res.output
+    res = _invoke(app, "evaluate", tmp_path / "missing.pt")
+    assert res.exit_code == 2 and "does not exist" in res.output, res.output

@@ -159,6 +159,8 @@ def write_dataset(out: Path, df: pd.DataFrame, info: dict, protocol: int, std_fl
         for e, sid in zip(exps, part["sample_id"]):
             if e.ndim != 2 or e.shape[1] != D:
                 raise ValueError(f"sample {sid}: codes have shape {e.shape}, expected (T, {D})")
+            if not np.isfinite(e).all():   # a model trained on it is NaN: never written, however it came
+                raise ValueError(f"sample {sid}: codes hold NaN or infinite values")
         write_bytes(out / f"{s}_stage1_text.pkl", pickle_bytes(texts, protocol))
         write_bytes(out / f"{s}_stage1_exps.pkl", pickle_bytes(exps, protocol))
         counts[s] = {"samples": len(part), "frames": int(sum(e.shape[0] for e in exps)),
