@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from extract.ingest import ingest_manifest, ingest_source
+from stages import ingest_manifest, ingest_source
 from extract.sources.common import SEGMENT_COLUMNS, RowError, check_url, parse_time
 from pipeline.config import load_config
 from pipeline.context import StageContext

@@ -13,7 +13,7 @@ import pytest
 from conftest import loopback_server
 import yaml
 
-from extract.ingest import ingest_manifest
+from stages import ingest_manifest
 from extract.sources.youtube import classify
 from pipeline.config import load_config
 from pipeline.context import StageContext

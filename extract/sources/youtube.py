@@ -23,6 +23,7 @@ from pathlib import Path
 
 from pipeline.atomic import write_json
 from pipeline.config.sources import YouTubeConfig
+from pipeline.media import ffmpeg_exe
 from pipeline.records import Reason
 
 MEDIA_EXTS = (".mp4", ".mkv", ".webm", ".mov", ".m4v", ".avi", ".flv", ".3gp", ".ts")
@@ -73,17 +74,6 @@ def _clean_msg(msg: str) -> str:
 def ytdlp_version() -> str:
     from yt_dlp.version import __version__
     return __version__
-
-
-def ffmpeg_for(cfg) -> str:
-    """The ffmpeg every stage uses (config `media.ffmpeg`, else $WORDSMILE_FFMPEG, PATH, the wheel's):
-    yt-dlp merges and cuts with the same binary that later decodes."""
-    import os
-
-    from pipeline.media import ffmpeg_exe
-
-    configured = getattr(getattr(cfg, "media", None), "ffmpeg", "") or os.environ.get("WORDSMILE_FFMPEG", "")
-    return ffmpeg_exe(configured)
 
 
 class DownloadFailure(Exception):
@@ -184,7 +174,7 @@ class YouTubeFetcher:
         self.root.mkdir(parents=True, exist_ok=True)
         self.cfg = cfg
         self.log = log
-        self.ffmpeg = ffmpeg or ffmpeg_for(None)
+        self.ffmpeg = ffmpeg or ffmpeg_exe()
         self.archive = self.root / "archive.txt"
         self._listing_path = self.root / "listing.json"
         self._listing_lock = threading.Lock()
@@ -462,7 +452,7 @@ def read_youtube(entry, manifest, ctx, memo) -> tuple[list[dict], list]:
     cfg = ctx.cfg.sources
     yc = cfg.youtube
     root = ctx.ws.safe_child(ctx.ws.sources, entry.id)
-    fetcher = YouTubeFetcher(root, yc, ctx.log, ffmpeg_for(ctx.cfg))
+    fetcher = YouTubeFetcher(root, yc, ctx.log, ffmpeg_exe())
     recs, jobs, seen = [], [], set()
     for url in entry.urls:
         why = check_url(url, yc.allow_file_urls, yc.allow_private_urls)
@@ -544,6 +534,6 @@ def read_youtube(entry, manifest, ctx, memo) -> tuple[list[dict], list]:
     return rows, recs
 
 
-__all__ = ["classify", "ytdlp_version", "ffmpeg_for", "read_youtube", "provenance",
+__all__ = ["classify", "ytdlp_version", "read_youtube", "provenance",
            "DownloadFailure", "MediaPart", "Fetched", "YouTubeFetcher",
            "RateLimiter", "TRANSIENT"]
