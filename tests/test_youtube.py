@@ -83,7 +83,7 @@ def _by_item(recs):
     ("ERROR: [youtube] abc: The uploader has not made this video available in your country", Reason.DL_GEO),
     ("ERROR: [youtube] abc: Sign in to confirm your age. This video may be inappropriate for some users.",
      Reason.DL_AGE),
-    ("ERROR: [youtube] abc: Sign in to confirm you’re not a bot. Use --cookies", Reason.DL_RATE_LIMITED),
+    ("ERROR: [youtube] abc: Sign in to confirm you’re not a bot. Use --cookies", Reason.DL_BOT_CHECK),
     ("ERROR: Unable to download webpage: HTTP Error 429: Too Many Requests", Reason.DL_RATE_LIMITED),
     ("ERROR: Unable to download webpage: <urlopen error [Errno -3] Temporary failure in name resolution>",
      Reason.DL_NETWORK),

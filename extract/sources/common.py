@@ -2,10 +2,8 @@
 from __future__ import annotations
 
 import codecs
-import ipaddress
 import json
 import re
-import socket
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -119,8 +117,12 @@ def read_text_mixed(path: Path) -> str:
 
 # ---------------------------------------------------------------- URL policy
 
-def check_url(url: str, allow_file: bool, allow_private: bool) -> str:
-    """Return '' if the URL may be fetched, else why not (→ Reason.URL_REFUSED)."""
+def check_url(url: str, allow_file: bool, allow_private: bool, allow_hosts=()) -> str:
+    """Return '' if the URL may be fetched, else why not (→ Reason.URL_REFUSED). The host must resolve
+    and every address must be public, unless listed in `allow_hosts` or `allow_private` is set; the
+    same policy is applied again to every request on the wire (extract/sources/netguard.py)."""
+    from extract.sources.netguard import AddressPolicy
+
     try:
         u = urlsplit(url.strip())
     except ValueError as e:
@@ -130,25 +132,15 @@ def check_url(url: str, allow_file: bool, allow_private: bool) -> str:
         return "" if allow_file else "file:// URLs read local files; set sources.youtube.allow_file_urls=true to allow"
     if scheme not in ("http", "https"):
         return f"scheme {scheme or '(none)'!r} is not http(s)"
-    host = u.hostname
-    if not host:
+    if not u.hostname:
         return "URL has no host"
-    if allow_private:
-        return ""
-    try:
-        addrs = {ipaddress.ip_address(host)}
-    except ValueError:
-        if host.lower() in ("localhost", "localhost.localdomain") or host.lower().endswith(".localhost"):
-            return f"host {host!r} is this machine; set sources.youtube.allow_private_urls=true to allow"
-        try:   # a name: refuse if it resolves to a private address (no resolution = let yt-dlp report it)
-            addrs = {ipaddress.ip_address(ai[4][0].split("%")[0]) for ai in socket.getaddrinfo(host, None)}
-        except (OSError, ValueError):
-            return ""
-    for a in addrs:
-        if a.is_private or a.is_loopback or a.is_link_local or a.is_reserved or a.is_multicast or a.is_unspecified:
-            return (f"host {host!r} is a private/loopback address ({a}); "
-                    "set sources.youtube.allow_private_urls=true to allow")
-    return ""
+    policy = AddressPolicy(allow_private, frozenset(h.strip().lower() for h in allow_hosts))
+    return policy.check_url(url)
+
+
+def url_refusal(url: str, yc) -> str:
+    """check_url with the settings of a `sources.youtube` config section."""
+    return check_url(url, yc.allow_file_urls, yc.allow_private_urls, yc.allow_hosts)
 
 
 def is_url(s: str) -> bool:

@@ -15,9 +15,10 @@ from pathlib import Path
 import pandas as pd
 from tqdm import tqdm
 
-from extract.sources.common import (STAGE, ProbeMemo, Provenance, RowError, check_span, check_url, fit_span,
-                                    is_url, norm_split, parse_time, read_text_mixed, segment_row)
+from extract.sources.common import (STAGE, ProbeMemo, Provenance, RowError, check_span, fit_span, is_url,
+                                    norm_split, parse_time, read_text_mixed, segment_row, url_refusal)
 from pipeline.records import Reason, Record, failed, ok, skipped
+from pipeline.redact import redact_url
 
 ALIASES = {
     "video": ["video", "video_path", "path", "file", "url", "clip", "media"],
@@ -134,16 +135,16 @@ def read_table(entry, manifest, ctx, memo: ProbeMemo) -> tuple[list[dict], list[
             split = norm_split(_cell(r, cols["split"]), where)
             prov = Provenance(license=lic)
             if is_url(video):
-                why = check_url(video, yc.allow_file_urls, yc.allow_private_urls)
+                why = url_refusal(video, yc)
                 if why:
-                    raise RowError(Reason.URL_REFUSED, f"{where}: {video}: {why}")
+                    raise RowError(Reason.URL_REFUSED, f"{where}: {redact_url(video)}: {why}")
                 if video not in fetched:
                     fetcher = fetcher or YouTubeFetcher(ctx.ws.safe_child(ctx.ws.sources, entry.id), yc, ctx.log,
                                                         ffmpeg_for(ctx.cfg))
                     try:
                         vids = fetcher.list_videos(video)
                         if len(vids) != 1:
-                            raise DownloadFailure(Reason.BAD_ROW, f"{video} lists {len(vids)} videos; a table row "
+                            raise DownloadFailure(Reason.BAD_ROW, f"{redact_url(video)} lists {len(vids)} videos; a table row "
                                                                   f"names exactly one")
                         fetched[video] = fetcher.fetch(*vids[0])
                     except DownloadFailure as e:
@@ -152,7 +153,7 @@ def read_table(entry, manifest, ctx, memo: ProbeMemo) -> tuple[list[dict], list[
                 if isinstance(res, DownloadFailure):
                     raise RowError(res.reason, f"{where}: {res.detail}")
                 if res.archived_only or not res.parts:
-                    raise RowError(Reason.ALREADY_DOWNLOADED, f"{where}: {video} is in the download archive but "
+                    raise RowError(Reason.ALREADY_DOWNLOADED, f"{where}: {redact_url(video)} is in the download archive but "
                                                               f"its files are gone", "skipped")
                 media, vid = res.parts[0].path, res.video_id
                 prov = provenance(res, lic)
