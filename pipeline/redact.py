@@ -23,6 +23,8 @@ SECRET_PARAMS = {
 }
 
 _URL_RE = re.compile(r"""(?i)\b[a-z][a-z0-9+.-]*://[^\s"'<>`]+""")
+# a bare "user:password@host" (yt-dlp's webpage_url_domain, a netloc in a message)
+_USERINFO_RE = re.compile(r"""(?<![\w.+-])[^\s/@:"'<>`=&?]+:[^\s/@"'<>`]+@(?=[\w\[])""")
 
 
 def _secret(name: str) -> bool:
@@ -56,9 +58,11 @@ def redact_url(url: str) -> str:
 
 def redact_text(text: str) -> str:
     """Every URL inside free text (a log line, an error message, a manifest) redacted."""
-    if "://" not in text:
-        return text
-    return _URL_RE.sub(lambda m: redact_url(m.group(0)), text)
+    if "://" in text:
+        text = _URL_RE.sub(lambda m: redact_url(m.group(0)), text)
+    if "@" in text:
+        text = _USERINFO_RE.sub(f"{MASK}@", text)
+    return text
 
 
 def redact_obj(obj):

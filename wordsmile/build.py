@@ -28,6 +28,7 @@ from pipeline.context import StageContext
 from pipeline.manifest import Manifest, load_manifest
 from pipeline.records import Reason, Record, failed, print_summary, records_frame
 from pipeline.workspace import Workspace
+from pipeline.redact import redact_text
 
 STAGES = ("ingest", "faces", "expressions", "assemble")
 log = logging.getLogger("wordsmile.build")
@@ -165,8 +166,9 @@ class Build:
     def open_run(self) -> StageContext:
         self.run_dir = self.ws.new_run_dir()
         write_text(self.run_dir / "config.yaml", self.cfg.to_yaml())
-        if self.manifest.path:
-            shutil.copy2(self.manifest.path, self.run_dir / "manifest.yaml")
+        if self.manifest.path:   # provenance copy, with credentials/tokens in URLs redacted
+            text = Path(self.manifest.path).read_text(encoding="utf-8", errors="replace")
+            write_text(self.run_dir / "manifest.yaml", redact_text(text))
         self.ctx = StageContext(cfg=self.cfg, ws=self.ws, run_dir=self.run_dir, force=self.force,
                                 log=logging.getLogger("wordsmile"))
         _prepare(self.ctx)

@@ -379,8 +379,8 @@ class YouTubeFetcher:
         key = redact_url(url)   # listing.json is an output: no tokens in it
         with self._listing_lock:
             known = self._listing.get(key)
-        if known and known.get("single"):
-            return [tuple(v) for v in known["videos"]]
+        if known and known.get("single"):   # the URL is the video: use it as given (the file has it redacted)
+            return [(str(known["videos"][0][0]), url)]
         import yt_dlp
 
         opts = self._base_opts() | {"extract_flat": "in_playlist", "skip_download": True}
@@ -402,7 +402,7 @@ class YouTubeFetcher:
                 self._prefetched[vids[0][0]] = info
         if remember:
             with self._listing_lock:
-                self._listing[key] = {"single": single, "videos": [list(v) for v in vids]}
+                self._listing[key] = {"single": single, "videos": [[v, redact_url(u)] for v, u in vids]}
                 write_json(self._listing_path, self._listing)
         return vids
 
