@@ -73,7 +73,11 @@ def parse_time(value, where: str) -> float:
     """Seconds from a number or a clock string (`0:20:57,256`, `00:20:57.256`, `20:57`, `12.5`).
     RowError(BAD_TIME) naming `where` otherwise."""
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        x = float(value)
+        try:
+            x = float(value)
+        except OverflowError:   # a 400-digit integer: this row's problem, not the source's
+            raise RowError(Reason.BAD_TIME, f"{where}: time {str(value)[:20]}… ({len(str(value))} digits) "
+                                            f"is too large") from None
     else:
         s = str(value if value is not None else "").strip().replace("\u202f", "").replace(" ", "")
         m = _CLOCK_RE.match(s)
@@ -109,10 +113,40 @@ def _cp1252_bytes(err: UnicodeDecodeError):
 codecs.register_error("wordsmile-cp1252", _cp1252_bytes)
 
 
+def _c1_char(c: str) -> str:
+    try:
+        return bytes([ord(c)]).decode("cp1252")
+    except UnicodeDecodeError:   # 0x81, 0x8D, 0x8F, 0x90, 0x9D: unassigned in cp1252, pure control
+        return ""
+
+
+_C1 = {cp: _c1_char(chr(cp)) for cp in range(0x80, 0xA0)} | {0xA0: " "}
+
+
+def fix_c1(text: str) -> str:
+    """C1 control characters (U+0080–U+009F) read as what they are in cp1252, and U+00A0 as a space.
+    MELD's CSVs as its tarball ships them hold U+0092 for ’, U+0085 for …, U+0091/93/94/96/97 for
+    quotes and dashes; left alone they stay as control characters, and `str.split` takes U+0085 for
+    whitespace (the ellipsis is lost). Real text never means a C1 control, so this is safe anywhere."""
+    return text.translate(_C1)
+
+
 def read_text_mixed(path: Path) -> str:
     """UTF-8 text where stray non-UTF-8 bytes (real MELD CSVs hold cp1252 quotes such as 0x92) are
-    read as cp1252 instead of being replaced: no character is lost."""
-    return path.read_bytes().decode("utf-8-sig", errors="wordsmile-cp1252")
+    read as cp1252 instead of being replaced, and C1 controls are mapped through cp1252 (`fix_c1`)
+    before anything else reads the text: no character is lost."""
+    return fix_c1(path.read_bytes().decode("utf-8-sig", errors="wordsmile-cp1252"))
+
+
+def _int_or_text(digits: str):
+    """json parse_int: Python refuses int() of more than 4300 digits, which would fail the whole
+    file; such a value stays text, so only the row that holds it is rejected."""
+    return int(digits) if len(digits) <= 4000 else digits
+
+
+def loads_json(text: str):
+    """json.loads where one absurd number cannot fail the whole document (see `_int_or_text`)."""
+    return json.loads(text, parse_int=_int_or_text)
 
 
 # ---------------------------------------------------------------- URL policy

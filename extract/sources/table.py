@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 from pathlib import Path
 
 import pandas as pd
 from tqdm import tqdm
 
 from extract.sources.common import (STAGE, ProbeMemo, Provenance, RowError, check_span, fit_span, is_url,
-                                    norm_split, parse_time, read_text_mixed, segment_row, url_refusal)
+                                    loads_json, norm_split, parse_time, read_text_mixed, segment_row,
+                                    url_refusal)
 from pipeline.records import Reason, Record, failed, ok, skipped
 from pipeline.redact import redact_url
 
@@ -67,7 +67,7 @@ def read_rows(path: Path) -> tuple[list[tuple[int, dict]], list[str]]:
             if not line.strip():
                 continue
             try:
-                obj = json.loads(line)
+                obj = loads_json(line)
             except ValueError as e:
                 bad.append(f"{path.name} line {n}: not valid JSON ({e.msg})")
                 continue
@@ -182,4 +182,7 @@ def read_table(entry, manifest, ctx, memo: ProbeMemo) -> tuple[list[dict], list[
             detail = e.detail if e.detail.startswith(where) else f"{where}: {e.detail}"
             fn = skipped if e.status == "skipped" else failed
             recs.append(fn(STAGE, item, e.reason, detail))
+        except (ValueError, OverflowError, TypeError) as e:   # an absurd value is this row's failure
+            recs.append(failed(STAGE, item, Reason.BAD_ROW, f"{where}: unusable value ({type(e).__name__}: "
+                                                            f"{str(e)[:200]})"))
     return rows, recs
