@@ -29,8 +29,8 @@ _USERINFO_RE = re.compile(r"""(?<![\w.+-])[^\s/@:"'<>`=&?]+:[^\s/@"'<>`]+@(?=[\w
 
 def _secret(name: str) -> bool:
     n = name.strip().lower()
-    return n in SECRET_PARAMS or any(n.endswith("_" + s) or n.endswith("-" + s) for s in
-                                     ("token", "key", "secret", "signature", "sig", "password"))
+    ends = tuple(sep + s for s in ("token", "key", "secret", "signature", "sig", "password") for sep in "_-")
+    return n in SECRET_PARAMS or n.endswith(ends)
 
 
 def _redact_query(q: str) -> str:
@@ -76,4 +76,4 @@ def redact_obj(obj):
     return obj
 
 
-__all__ = ["redact_url", "redact_text", "redact_obj", "MASK", "SECRET_PARAMS"]
+__all__ = ["MASK", "SECRET_PARAMS", "redact_obj", "redact_text", "redact_url"]

@@ -290,7 +290,7 @@ def test_rate_limiter_spaces_requests():
 def test_redirect_and_embedded_private_urls_refused(server, internal, tmp_path, workspace):
     """A 302 to a private address and a page whose <track> points at one: refused on the wire, the
     internal server never sees a request, no segment comes from it."""
-    base, handler = server
+    base, _ = server
     ibase, ihandler = internal
     n0 = len(ihandler.hits)
     df, recs = _run(tmp_path, workspace, [{"id": "ssrf", "kind": "youtube",

@@ -12,7 +12,6 @@ import errno
 import json
 import logging
 import os
-import shutil
 import time
 import traceback
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -27,8 +26,8 @@ from pipeline.config import Config, load_config
 from pipeline.context import StageContext
 from pipeline.manifest import Manifest, load_manifest
 from pipeline.records import Reason, Record, failed, print_summary, records_frame
-from pipeline.workspace import Workspace
 from pipeline.redact import redact_text
+from pipeline.workspace import Workspace
 
 STAGES = ("ingest", "faces", "expressions", "assemble")
 log = logging.getLogger("wordsmile.build")

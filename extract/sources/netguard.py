@@ -46,7 +46,7 @@ class AddressPolicy:
     allow_hosts: frozenset[str] = field(default_factory=frozenset)
 
     @classmethod
-    def from_config(cls, yc) -> "AddressPolicy":
+    def from_config(cls, yc) -> AddressPolicy:
         return cls(bool(yc.allow_private_urls), frozenset(h.strip().lower() for h in yc.allow_hosts))
 
     def _listed(self, host: str, port: int) -> bool:
@@ -169,7 +169,7 @@ class GuardProxy:
         while not self._stop.is_set():
             try:
                 conn, _ = self._srv.accept()
-            except (TimeoutError, socket.timeout):
+            except TimeoutError:
                 continue
             except OSError:
                 return
