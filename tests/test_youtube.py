@@ -34,6 +34,7 @@ ROLLING_HTML = """<!DOCTYPE html><html><head><title>rolling captions page</title
 
 class _Handler(http.server.SimpleHTTPRequestHandler):
     hits: list[str] = []
+    agents: list[tuple[str, str]] = []
     internal = ""   # base URL of the "internal" server (redirect / embedded targets)
 
     def log_message(self, *a):   # keep test output clean
@@ -41,6 +42,7 @@ class _Handler(http.server.SimpleHTTPRequestHandler):
 
     def do_GET(self):
         type(self).hits.append(self.path)
+        type(self).agents.append((self.path, self.headers.get("Icy-MetaData", "")))   # ffmpeg sends it
         if self.path.startswith("/ratelimited"):
             self.send_response(429)
             self.send_header("Retry-After", "0")
@@ -97,7 +99,7 @@ def internal(sample_dir, tmp_path_factory):
     root = tmp_path_factory.mktemp("internal")
     shutil.copy(sample_dir / "web" / "clip.mp4", root / "clip.mp4")
     shutil.copy(next((sample_dir / "web").glob("*.vtt")), root / "secret.en.vtt")
-    handler = type("I", (_Handler,), {"hits": []})
+    handler = type("I", (_Handler,), {"hits": [], "agents": []})
     with loopback_server(handler, root) as url:
         yield url, handler
 
@@ -108,7 +110,9 @@ def server(sample_dir, tmp_path_factory, internal):
     for f in (sample_dir / "web").iterdir():
         shutil.copy(f, root / f.name)
     (root / "rolling.html").write_text(ROLLING_HTML)
-    handler = type("H", (_Handler,), {"hits": [], "internal": internal[0]})
+    (root / "redir-video.html").write_text(ROLLING_HTML.replace('src="clip.mp4"', 'src="to-internal.mp4"')
+                                           .replace("rolling.en.vtt", "clip.en.vtt"))
+    handler = type("H", (_Handler,), {"hits": [], "agents": [], "internal": internal[0]})
     with loopback_server(handler, root) as url:
         _ALLOWED[:] = [url.split("//", 1)[1]]
         yield url, handler
@@ -308,6 +312,21 @@ def test_redirect_and_embedded_private_urls_refused(server, internal, tmp_path, 
     finally:
         _ALLOWED.pop()
     assert recs[0].reason is Reason.NO_CAPTIONS and "/clip.mp4" in ihandler.hits[n0:]
+
+
+def test_section_download_by_ffmpeg_is_guarded_too(server, internal, tmp_path, workspace, monkeypatch):
+    """Span downloads are ffmpeg's own requests: they pass the guard as well (its http_proxy), even
+    with no_proxy naming the address (ffmpeg would go around the proxy for it: we remove it)."""
+    base, handler = server
+    ibase, ihandler = internal
+    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
+    n0, a0 = len(ihandler.hits), len(handler.agents)
+    url = f"{base}/redir-video.html"
+    _, recs = _run(tmp_path, workspace, [{"id": "sect", "kind": "youtube", "urls": [url],
+                                          "spans": {url: [{"start": 0.0, "end": 1.5}]}}])
+    assert recs[0].reason is Reason.URL_REFUSED and ibase.split("//")[1] in recs[0].detail, recs[0].detail
+    assert any(p.startswith("/to-internal") and icy for p, icy in handler.agents[a0:])   # ffmpeg asked
+    assert ihandler.hits[n0:] == []
 
 
 def test_unresolvable_name_refused(tmp_path, workspace):
