@@ -14,6 +14,7 @@ from tqdm import tqdm
 
 from extract.sources.common import SEGMENT_COLUMNS, ProbeMemo
 from pipeline.records import Reason, Record, failed
+from pipeline.redact import redact_text
 
 STAGE = "ingest"
 CODE_VERSION = "1"
@@ -39,8 +40,8 @@ def ingest_source(entry, manifest, ctx) -> tuple[list[dict], list[Record]]:
     try:
         rows, recs = reader(entry, manifest, ctx, memo)
     except Exception as e:  # noqa: BLE001 - a bug in one reader must not lose the other sources
-        tail = "".join(traceback.format_exception(e)[-3:]).strip()
-        ctx.log.error("ingest %s (%s) crashed: %s", entry.id, entry.kind, e)
+        tail = redact_text("".join(traceback.format_exception(e)[-3:]).strip())   # a URL may hold a token
+        ctx.log.error("ingest %s (%s) crashed: %s", entry.id, entry.kind, redact_text(str(e)))
         return [], [failed(STAGE, entry.id, Reason.ERROR, f"{entry.kind} source {entry.id!r}: {tail[-800:]}")]
     finally:
         memo.save()
