@@ -420,3 +420,13 @@ def test_youtube_options_from_config():
     assert o["sleep_interval_requests"] == 1.0 and (o["sleep_interval"], o["max_sleep_interval"]) == (2.0, 4.0)
     assert f._policy().check_url("http://127.0.0.1:4416/get_pot") == ""        # the PO token server only
     assert "private" in f._policy().check_url("http://127.0.0.1:4417/")
+
+
+def test_doctor_reports_js_runtime_and_ejs(tmp_path):
+    from pipeline.config.sources import YouTubeConfig
+    from wordsmile.doctor import _check_js
+
+    rt, ejs = _check_js(YouTubeConfig())
+    assert rt[:2] == ("JS runtime", "ok") and rt[2].startswith("deno 2.") and ejs[:2] == ("EJS scripts", "ok")
+    rt, _ = _check_js(YouTubeConfig(js_runtime_path=str(tmp_path / "no-deno-here")))
+    assert rt[1] == "missing" and "pip install deno" in rt[3]

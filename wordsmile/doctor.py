@@ -42,7 +42,7 @@ def _check_models() -> list[tuple[str, str, str, str]]:
     return rows
 
 
-def _check_js() -> list[tuple[str, str, str, str]]:
+def _check_js(yc=None) -> list[tuple[str, str, str, str]]:
     """YouTube extraction needs a JS runtime and the EJS challenge-solver scripts (docs/sources.md)."""
     fix_rt = "pip install deno (or set sources.youtube.js_runtime / js_runtime_path)"
     fix_ejs = "pip install 'yt-dlp[default]' (brings yt-dlp-ejs)"
@@ -50,7 +50,7 @@ def _check_js() -> list[tuple[str, str, str, str]]:
         from extract.sources.youtube import js_status
         from pipeline.config import load_config
 
-        st = js_status(load_config().sources.youtube)
+        st = js_status(yc or load_config().sources.youtube)
     except Exception as e:  # noqa: BLE001 - reported to the user
         return [("JS runtime", "missing", str(e), fix_rt)]
     if st["runtime_version"]:
