@@ -320,7 +320,10 @@ class YouTubeFetcher:
                         raise DownloadFailure(Reason.DL_UNKNOWN, f"{what}: yt-dlp raised {type(e).__name__}: "
                                               f"{redact_text(str(e))}", k + 1) from None
                     error = e
-            if guard.timed_out:
+                # cut by the deadline, even if yt-dlp did not notice (a body without a length
+                # ends like a complete one): the result is not trusted
+                cut = guard.timed_out
+            if cut:
                 which = "item" if item_deadline is not None and deadline == item_deadline else "download"
                 limit = self.cfg.item_deadline_s if which == "item" else self.cfg.download_deadline_s
                 raise DownloadFailure(Reason.DL_TIMEOUT, f"{what}: the {which}'s overall deadline ({limit:g} s, "
