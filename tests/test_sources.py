@@ -74,6 +74,7 @@ def test_url_policy():
     assert check_url("http://127.0.0.1:8000/a", False, False, ["127.0.0.1:8000"]) == ""
     assert "private" in check_url("http://127.0.0.1:8001/a", False, False, ["127.0.0.1:8000"])
     assert "private" in check_url("http://10.0.0.1:8000/a", False, False, ["127.0.0.1:8000"])
+    assert "private" in check_url("http://100.64.0.1/a", False, False)   # carrier NAT space is not public
 
 
 def test_redaction():

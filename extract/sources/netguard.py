@@ -32,8 +32,10 @@ class Refused(Exception):
 def _blocked(a: ipaddress._BaseAddress) -> bool:
     if isinstance(a, ipaddress.IPv6Address) and a.ipv4_mapped:
         a = a.ipv4_mapped
-    return (a.is_private or a.is_loopback or a.is_link_local or a.is_reserved or a.is_multicast
-            or a.is_unspecified)
+    # not is_global also covers what is_private misses: shared address space (100.64/10, carrier NAT),
+    # documentation and benchmarking ranges
+    return (not a.is_global or a.is_private or a.is_loopback or a.is_link_local or a.is_reserved
+            or a.is_multicast or a.is_unspecified)
 
 
 @dataclass(frozen=True)
