@@ -21,10 +21,12 @@ class Reason(str, Enum):
     DL_UNAVAILABLE = "download.unavailable"    # removed, private, deleted, 404
     DL_GEO = "download.geo_blocked"  # not available in this country
     DL_AGE = "download.age_gated"  # needs sign-in to confirm age
-    DL_RATE_LIMITED = "download.rate_limited"  # HTTP 429, bot check
+    DL_RATE_LIMITED = "download.rate_limited"  # HTTP 429, Too Many Requests, unusual traffic
+    DL_BOT_CHECK = "download.bot_check"  # "Sign in to confirm you're not a bot": needs cookies or a PO token
+    DL_TIMEOUT = "download.timeout"  # the overall deadline of a download or a video passed (a drip server)
     DL_NETWORK = "download.network"            # DNS, refused, timeout, truncated transfer
     DL_UNKNOWN = "download.unknown"  # a download error of no known class: the detail has the message
-    URL_REFUSED = "download.url_refused"       # file:// or private address without opt-in, bad scheme
+    URL_REFUSED = "download.url_refused"  # URL policy: file://, bad scheme, a name that does not resolve, a private address (also via a redirect or embedded media)
     ALREADY_DOWNLOADED = "download.archived"   # in the download archive: skipped on purpose
     # ingest: inputs and transcripts
     MISSING_FILE = "input.missing_file"  # a file the source names is not on disk (MELD clip, table video)

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from pipeline.records import ItemError, Reason, Record, Status, failed
+from pipeline.redact import redact_text
 
 STATS_DIR = "stats"
 
@@ -104,8 +105,8 @@ def run_item(stage: Stage, item: Any, ctx) -> Any:
         result = stage.failed_result(item, failed(stage.name, item_id, e.reason, str(e)))
     except Exception as e:  # noqa: BLE001 - a bug in one item must not end the run: recorded, not swallowed
         tb = traceback.format_exc(limit=6).strip().splitlines()[-3:]
-        ctx.log.warning("%s: item %s failed: %s", stage.name, item_id, e)
-        detail = f"{type(e).__name__}: {e} | " + " | ".join(tb)
+        detail = redact_text(f"{type(e).__name__}: {e} | " + " | ".join(tb))   # a URL in it may hold a token
+        ctx.log.warning("%s: item %s failed: %s", stage.name, item_id, detail)
         result = stage.failed_result(item, failed(stage.name, item_id, Reason.ERROR, detail[-1200:]))
     _write_stat(ctx.run_dir, stage.name, item_id, cache_use, result, time.monotonic() - t0)
     return result

@@ -12,7 +12,6 @@ import errno
 import json
 import logging
 import os
-import shutil
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
@@ -26,6 +25,7 @@ from pipeline.config import Config, load_config
 from pipeline.context import StageContext
 from pipeline.manifest import Manifest, load_manifest
 from pipeline.records import Record, print_summary, records_frame
+from pipeline.redact import redact_text
 from pipeline.stage import Stage, read_stats, run_item
 from pipeline.workspace import Workspace
 
@@ -143,8 +143,9 @@ class Build:
     def open_run(self) -> StageContext:
         self.run_dir = self.ws.new_run_dir()
         write_text(self.run_dir / "config.yaml", self.cfg.to_yaml())
-        if self.manifest.path:
-            shutil.copy2(self.manifest.path, self.run_dir / "manifest.yaml")
+        if self.manifest.path:   # provenance copy, with credentials/tokens in URLs redacted
+            text = Path(self.manifest.path).read_text(encoding="utf-8", errors="replace")
+            write_text(self.run_dir / "manifest.yaml", redact_text(text))
         self.ctx = StageContext(cfg=self.cfg, ws=self.ws, run_dir=self.run_dir, force=self.force,
                                 log=logging.getLogger("wordsmile"))
         from pipeline import media

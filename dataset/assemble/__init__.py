@@ -20,6 +20,7 @@ from pipeline.context import StageContext
 from pipeline.formats.track import read_quality
 from pipeline.manifest import check_safe_id
 from pipeline.records import Record, print_summary, summary_frame
+from pipeline.redact import redact_text
 from pipeline.stage import read_stats
 
 STAGE = "assemble"
@@ -172,7 +173,7 @@ def assemble(segments: pd.DataFrame, ctx: StageContext, name: str, records: list
             shutil.copyfile(src, tmp / fname)
         prov = tmp / "provenance"
         write_text(prov / "config.yaml", ctx.cfg.to_yaml())
-        mtext = _manifest_text(manifest)
+        mtext = redact_text(_manifest_text(manifest))   # no credentials/tokens of source URLs
         if mtext:
             write_text(prov / "manifest.yaml", mtext)
         write_text(prov / "run_summary.txt", print_summary(all_records, console=_quiet_console(),
