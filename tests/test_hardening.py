@@ -498,7 +498,8 @@ def test_flow_parameters_cannot_name_executables_or_paths_outside(tmp_path, monk
     refused = [
         dict(overrides=["media.ffmpeg=/bin/sh"]), dict(overrides=["media={ffmpeg: /bin/sh}"]),
         dict(overrides=["faces.landmarker_path=/etc/passwd"]), dict(overrides=["sources.youtube.allow_file_urls=true"]),
-        dict(overrides=["orchestration.dask_address=tcp://10.0.0.1:8786"]),
+        dict(overrides=["sources.youtube.js_runtime_path=/bin/sh"]), dict(overrides=["sources.youtube.cookiefile=/root/c"]),
+        dict(overrides=["sources.youtube={allow_hosts: [169.254.169.254]}"]),
         dict(name="../.."), dict(dask_address="tcp://evil.example:8786"),
         dict(workspace="/etc"), dict(workspace=str(tmp_path / "allowed" / ".." / "out")),
         dict(manifest="/etc/passwd"), dict(config="/root/.ssh/config.yaml"),
