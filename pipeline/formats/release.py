@@ -139,9 +139,12 @@ def write_sums(root: str | os.PathLike, files: Iterable[str] | None = None) -> P
 
 
 def read_sums(root: str | os.PathLike) -> tuple[dict[str, str], list[str]]:
-    """Parse root/SHA256SUMS: ({relpath: sha256}, problems). Lines that are malformed or name a path
-    outside the folder become problems (with their line number), never entries."""
+    """Parse root/SHA256SUMS (`root` is the folder or the SHA256SUMS file itself): ({relpath: sha256},
+    problems). Lines that are malformed or name a path outside the folder become problems (with their
+    line number), never entries."""
     root = Path(root)
+    if root.name == SUMS and root.is_file():
+        root = root.parent
     sums: dict[str, str] = {}
     problems: list[str] = []
     try:
