@@ -344,7 +344,6 @@ def _ti(name: str, size: int = 0, kind=tarfile.REGTYPE, link: str = "") -> tarfi
 
 def test_verify_checks_archives_from_their_listing_first(tmp_path):
     import gzip
-    import shutil
 
     unpacked = lambda: sorted(p.name for p in Path(os.environ.get("TMPDIR", "/tmp")).glob("wordsmile-verify-*"))  # noqa: E731
     before = unpacked()
@@ -377,14 +376,14 @@ def test_verify_checks_archives_from_their_listing_first(tmp_path):
     t0 = time.perf_counter()
     problems = verify(bomb)
     assert "decompression bomb" in problems[0] and bomb.stat().st_size < 1 << 20, problems
-    assert time.perf_counter() - t0 < 20
+    assert time.perf_counter() - t0 < 2   # from the header: the 200 MB are never decompressed
     not_gz = tmp_path / "plain.tar.gz"
     not_gz.write_bytes(b"PK\x03\x04 this is a zip, not a tar.gz")
     assert "not a gzip-compressed tar" in verify(not_gz)[0]
+    whole = _tar(tmp_path / "whole.tar.gz", [(_ti("rel/random.bin", 100_000), os.urandom(100_000))])
     trunc = tmp_path / "trunc.tar.gz"
-    shutil.copyfile(bomb, trunc)
-    trunc.write_bytes(bomb.read_bytes()[:5000])
-    assert "truncated or corrupt" in verify(trunc)[0] or "not a gzip" in verify(trunc)[0]
+    trunc.write_bytes(whole.read_bytes()[:50_000])
+    assert "truncated or corrupt" in verify(trunc)[0], verify(trunc)
     assert unpacked() == before
     # the CLI: exit 1, one FAIL line per problem, never a traceback
     for f in ("dotdot.tar.gz", "link.tar.gz", "plain.tar.gz", "trunc.tar.gz"):

@@ -192,12 +192,12 @@ def check_tar_listing(tf, packed_bytes: int, max_members: int = MAX_MEMBERS,
         if not (ti.isfile() or ti.isdir()):
             problems.append(f"member {ti.name!r}: a link or special file, refused (releases hold regular files)")
             continue
-        total += ti.size
+        total += ti.size   # declared in the header: checked before the member's data is decompressed
         if total > max_bytes:
             return problems + [f"unpacks to more than {max_bytes} bytes: refused before unpacking"], total
-    if total > RATIO_FLOOR and packed_bytes and total / packed_bytes > max_ratio:
-        problems.append(f"unpacks to {total} bytes from {packed_bytes} ({total / packed_bytes:.0f}x, limit "
-                        f"{max_ratio:g}x): a decompression bomb, refused")
+        if total > RATIO_FLOOR and packed_bytes and total / packed_bytes > max_ratio:
+            return problems + [f"unpacks to at least {total} bytes from {packed_bytes} ({total / packed_bytes:.0f}x, "
+                               f"limit {max_ratio:g}x): a decompression bomb, refused"], total
     return problems, total
 
 
