@@ -8,7 +8,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,6 +15,7 @@ import numpy as np
 
 from pipeline.codespaces import CODE_SPACES
 from pipeline.formats.dataset import SPLITS
+from pipeline.formats.release import SUMS, read_sums, restricted_load
 
 
 
@@ -103,42 +103,23 @@ def load_info(root: str | Path) -> DatasetInfo:
 
 # ---------------------------------------------------------------- reading samples
 
-class _StageOneUnpickler(pickle.Unpickler):
-    """Admits only what EmoAva's stage-1 files hold: list[str] and list[np.ndarray]."""
-    ALLOWED = {
-        ("builtins", "list"), ("builtins", "str"),
-        ("numpy", "ndarray"), ("numpy", "dtype"),
-        ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-        ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
-        ("numpy.dtypes", "Float32DType"), ("numpy.dtypes", "Float64DType"),
-        ("_codecs", "encode"),  # protocol-2 pickles store array bytes through it
-    }
-
-    def find_class(self, module, name):
-        if (module, name) not in self.ALLOWED:
-            raise pickle.UnpicklingError(f"refusing to load {module}.{name} from a stage-1 pickle")
-        return super().find_class(module, name)
-
-
 def _checked_bytes(path: Path) -> bytes:
+    """The file's bytes, checked against the dataset's SHA256SUMS when it has one (a release)."""
     data = path.read_bytes()
-    sums = path.parent / "SHA256SUMS"
-    if sums.exists():
-        want = None
-        for line in sums.read_text(encoding="utf-8").splitlines():
-            parts = line.split()
-            if len(parts) == 2 and parts[1].lstrip("*") in (path.name, f"./{path.name}"):
-                want = parts[0].lower()
+    if (path.parent / SUMS).exists():
+        sums, problems = read_sums(path.parent)
+        want = sums.get(path.name)
         if want is None:
-            raise DatasetError(f"{sums}: no checksum listed for {path.name}")
+            raise DatasetError(f"{path.parent / SUMS}: no checksum listed for {path.name}"
+                               + (f" ({problems[0]})" if problems else ""))
         got = hashlib.sha256(data).hexdigest()
         if got != want:
-            raise DatasetError(f"{path}: SHA-256 {got[:16]}… does not match {sums} ({want[:16]}…)")
+            raise DatasetError(f"{path}: SHA-256 {got[:16]}… does not match {path.parent / SUMS} ({want[:16]}…)")
     return data
 
 
 def _load_pickle(path: Path):
-    return _StageOneUnpickler(io.BytesIO(_checked_bytes(path))).load()
+    return restricted_load(io.BytesIO(_checked_bytes(path)), what=f"stage-1 pickle {path}")
 
 
 def load_split(root: str | Path, split: str, D: int | None = None) -> list[Sample]:

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline.formats.release import restricted_load
+
 
 class FlameFormatError(ValueError):
     pass
@@ -41,29 +43,23 @@ class _Csc:
         return csc_matrix((s["data"], s["indices"], s["indptr"]), shape=s["_shape"]).toarray()
 
 
-class _FlameUnpickler(pickle.Unpickler):
-    NUMPY = {("numpy", "ndarray"), ("numpy", "dtype"), ("numpy.core.multiarray", "_reconstruct"),
+def _flame_globals():
+    """What a FLAME 2020 pickle may name: numpy arrays, and chumpy/scipy classes replaced by our holders."""
+    import codecs
+    import copyreg
+
+    numpy = {("numpy", "ndarray"), ("numpy", "dtype"), ("numpy.core.multiarray", "_reconstruct"),
              ("numpy._core.multiarray", "_reconstruct"), ("numpy.core.multiarray", "scalar"),
              ("numpy._core.multiarray", "scalar")}
-
-    def find_class(self, module, name):
-        if module.startswith("chumpy") and name == "Ch":
-            return _Ch
-        if module.startswith("scipy.sparse") and name == "csc_matrix":
-            return _Csc
-        if (module, name) in self.NUMPY:
-            return super().find_class(module, name)
-        if (module, name) in (("copy_reg", "_reconstructor"), ("copyreg", "_reconstructor")):
-            import copyreg
-            return copyreg._reconstructor
-        if (module, name) in (("__builtin__", "object"), ("builtins", "object")):
-            return object
-        if (module, name) in (("__builtin__", "set"), ("builtins", "set")):
-            return set  # chumpy's bookkeeping holds sets of names
-        if (module, name) == ("_codecs", "encode"):  # protocol-2 bytes (array data) from Python 3 writers
-            import codecs
-            return codecs.encode
-        raise pickle.UnpicklingError(f"FLAME file: refusing to load {module}.{name} (not an array type)")
+    substitute = {("chumpy.ch", "Ch"): _Ch, ("chumpy", "Ch"): _Ch,
+                  ("scipy.sparse.csc", "csc_matrix"): _Csc, ("scipy.sparse._csc", "csc_matrix"): _Csc,
+                  ("scipy.sparse", "csc_matrix"): _Csc,
+                  ("copy_reg", "_reconstructor"): copyreg._reconstructor,
+                  ("copyreg", "_reconstructor"): copyreg._reconstructor,
+                  ("__builtin__", "object"): object, ("builtins", "object"): object,
+                  ("__builtin__", "set"): set, ("builtins", "set"): set,    # chumpy's bookkeeping holds sets
+                  ("_codecs", "encode"): codecs.encode}    # protocol-2 bytes from Python 3 writers
+    return numpy, substitute
 
 
 def _arr(v, key: str, path: Path) -> np.ndarray:
@@ -101,7 +97,8 @@ def load_flame(path: str | Path, n_shape: int = 300) -> FlameModel:
         raise FileNotFoundError(f"FLAME model {path} not found (download generic_model.pkl of FLAME 2020 from "
                                 f"flame.is.tue.mpg.de after registering)")
     try:
-        d = _FlameUnpickler(io.BytesIO(path.read_bytes()), encoding="latin1").load()
+        allow, substitute = _flame_globals()
+        d = restricted_load(io.BytesIO(path.read_bytes()), allow, f"FLAME file {path}", substitute, "latin1")
     except (pickle.UnpicklingError, EOFError, AttributeError, TypeError) as e:
         raise FlameFormatError(f"{path}: not a readable FLAME pickle: {e}") from None
     if not isinstance(d, dict):

@@ -52,23 +52,30 @@ class ReleaseFormatError(ValueError):
 # ---------------------------------------------------------------- restricted unpickling
 
 class _Restricted(pickle.Unpickler):
-    def __init__(self, f: BinaryIO, allow: Iterable[tuple[str, str]], what: str):
-        super().__init__(f)
+    def __init__(self, f: BinaryIO, allow: Iterable[tuple[str, str]], what: str,
+                 substitute: dict[tuple[str, str], object] | None, encoding: str):
+        super().__init__(f, encoding=encoding)
         self._allow = frozenset(allow)
+        self._substitute = substitute or {}
         self._what = what
 
     def find_class(self, module, name):
+        if (module, name) in self._substitute:
+            return self._substitute[(module, name)]
         if (module, name) in self._allow:
             return super().find_class(module, name)
-        raise pickle.UnpicklingError(f"global {module}.{name} is not allowed in {self._what}")
+        raise pickle.UnpicklingError(f"refusing global {module}.{name}: not allowed in {self._what}")
 
 
 def restricted_load(fileobj: BinaryIO, allow: Iterable[tuple[str, str]] = STAGE1_GLOBALS,
-                    what: str = "a stage-1 pickle"):
+                    what: str = "a stage-1 pickle", substitute: dict[tuple[str, str], object] | None = None,
+                    encoding: str = "ASCII"):
     """Unpickle from `fileobj` admitting only the globals in `allow` ((module, name) pairs): anything
     else (os.system, builtins.eval, ...) raises pickle.UnpicklingError naming it. Builtin containers and
-    scalars need no globals. Call it only on files whose checksum was checked."""
-    return _Restricted(fileobj, allow, what).load()
+    scalars need no globals. `substitute` maps a global to an inert stand-in of ours (e.g. a chumpy
+    class in a FLAME file to a plain holder of its arrays). Call it only on files whose checksum was
+    checked (or that the user supplied)."""
+    return _Restricted(fileobj, allow, what, substitute, encoding).load()
 
 
 def load_stage1(path: str | os.PathLike) -> list:
