@@ -56,6 +56,7 @@ class DatasetInfo:
 
 
 def default_jaw_dims(code_space: str, dims: list[str]) -> list[int]:
+    # MERGE: read the jaw dims from pipeline/codespaces.py (the lead's registry) instead of this rule
     if code_space == "flame53":
         return list(FLAME_JAW)
     return [i for i, n in enumerate(dims) if n.lower().startswith("jaw")]
@@ -99,6 +100,24 @@ def load_info(root: str | Path) -> DatasetInfo:
         mean, std = frames.mean(0).astype(np.float32), frames.std(0).astype(np.float32)
     return DatasetInfo(root, str(meta.get("name", root.name)), str(meta["code_space"]), D, dims, jaw, fps,
                        dict(meta.get("counts") or {}), mean, std, extra=meta)
+
+
+def content_hash(root: str | Path) -> str:
+    """sha256 over the files the model reads from a dataset folder (dataset.json, the samples, the
+    train statistics): a checkpoint records it, and resuming on changed data is refused."""
+    from pipeline.hashing import sha256_file
+
+    root = Path(root)
+    names = ["dataset.json", "stage1_mean.npy", "stage1_std.npy"]
+    if (root / "samples.parquet").exists():
+        names.append("samples.parquet")
+    else:
+        names += [f"{sp}_stage1_{kind}.pkl" for sp in SPLITS for kind in ("text", "exps")]
+    h = hashlib.sha256()
+    for n in names:
+        if (root / n).exists():
+            h.update(f"{n}:{sha256_file(root / n)}\n".encode())
+    return h.hexdigest()
 
 
 # ---------------------------------------------------------------- reading samples
