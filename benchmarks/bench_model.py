@@ -190,11 +190,11 @@ def bench_quality(args, tmp: Path) -> dict:
     res = {}
     two = make_two_mode(tmp / "two-mode", n_texts=8, per_text=6)
     cfg = ModelConfig(preset="small", seed=0, threads=args.threads, eval_every=100, text_cache=str(tmp / "tc"),
-                      max_steps=args.quality_steps, lr_mul=0.8, warmup_steps=50, kl_anneal_steps=100)
+                      max_steps=args.quality_steps, lr_mul=0.5, warmup_steps=50, kl_anneal_steps=100)
     res["two_mode"] = _quality(tmp / "run-two", two, cfg, 10, True)
     if args.demo:
         cfg = ModelConfig(preset="small", seed=0, threads=args.threads, eval_every=100, text_cache=str(tmp / "tc"),
-                          time_limit_s=args.demo_minutes * 60)
+                          max_steps=args.demo_steps)
         res["demo"] = _quality(tmp / "run-demo", Path(args.demo).resolve(), cfg, 10, False)
     return res
 
@@ -207,8 +207,9 @@ def main():
     ap.add_argument("--presets", default=None, help="comma list (default: small on CPU, small,paper on CUDA)")
     ap.add_argument("--amp-dtype", default="bf16", choices=["bf16", "fp16"], help="mixed precision on CUDA")
     ap.add_argument("--demo", default=None, help="built dataset folder for the quality figures (e.g. the sample build)")
-    ap.add_argument("--demo-minutes", type=float, default=1.5, help="training time on --demo (make demo's 1.5)")
-    ap.add_argument("--quality-steps", type=int, default=250, help="training steps on the two-mode set")
+    ap.add_argument("--demo-steps", type=int, default=300, help="training steps on --demo (a step count, not minutes: "
+                    "the figures should not depend on the machine's load)")
+    ap.add_argument("--quality-steps", type=int, default=400, help="training steps on the two-mode set (as its test)")
     ap.add_argument("--no-quality", action="store_true", help="speed figures only")
     ap.add_argument("--no-speed", action="store_true", help="quality figures only")
     args = ap.parse_args()
