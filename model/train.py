@@ -131,8 +131,11 @@ def loader(data, plan: list[list[int]], cache, max_frames: int, device: torch.de
     """Batches of `plan` in order; workers build them while the device trains, into pinned memory on CUDA."""
     if workers < 0:  # auto: the CPU cores are busy training on a CPU run
         workers = 2 if device.type == "cuda" else 0
+    # its own generator: a DataLoader iterator draws a base seed, which must not come from (and shift)
+    # the global stream that dropout and the latents use, or a resumed run would diverge
     return torch.utils.data.DataLoader(plan, batch_size=None, collate_fn=Collate(data, cache, max_frames),
-                                       num_workers=workers, pin_memory=device.type == "cuda")
+                                       num_workers=workers, pin_memory=device.type == "cuda",
+                                       generator=torch.Generator().manual_seed(0))
 
 
 def to_device(batch, device):

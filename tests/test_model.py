@@ -334,7 +334,8 @@ def test_paper_preset_is_emoavas_architecture():
 
 
 def test_each_text_has_its_own_random_stream(tmp_path):
-    """Adding texts to a call, or batching differently, does not change a text's samples."""
+    """Adding texts to a call, or batching differently, does not change a text's samples (up to the
+    float rounding of batched arithmetic: padded text states change the reduction order)."""
     from model.sample import Generator
     from model.train import train
 
@@ -343,7 +344,7 @@ def test_each_text_has_its_own_random_stream(tmp_path):
     gen = Generator.load(tmp_path / "run" / "last.pt", "cpu", text_cache=str(tmp_path / "tcache"))
     alone = gen.sample([TEXTS[1]], n=2, seed=5, min_frames=2)[0]
     among = gen.sample([TEXTS[0], TEXTS[1], TEXTS[2]], n=2, seed=5, min_frames=2, batch_size=3)[1]
-    assert all(np.array_equal(a, b) for a, b in zip(alone, among))
+    assert all(a.shape == b.shape and np.allclose(a, b, atol=1e-4) for a, b in zip(alone, among))
     assert not np.array_equal(alone[0][:2], alone[1][:2])
 
 
