@@ -151,7 +151,8 @@ def register(app: typer.Typer) -> None:
         set_: List[str] = typer.Option([], "--set", "-s", help="Override a model setting (ppl_sigma, ppl_delta, ...)."),
         device: Optional[str] = typer.Option(None, "--device", help="cpu or cuda."),
     ):
-        """Continuous PPL (EmoAva, closed form), box PPL, diversity, multimodality, variation, Fréchet, MSE, lengths."""
+        """PPL by EmoAva's protocol (teacher-forced, prior z) and free-running, diversity, multimodality, variation,
+        Fréchet, MSE, lengths."""
         from model.evaluate import evaluate, table_rows
 
         cfg = model_config("small", set_)
@@ -161,7 +162,7 @@ def register(app: typer.Typer) -> None:
         out = out or checkpoint.parent / f"eval-{split}.json"
         try:
             res = evaluate(checkpoint, dataset, split, n, seed, max_texts, cfg.temperature, cfg.min_frames,
-                           cfg.ppl_sigma, cfg.ppl_delta, cfg.fd_normalized, out, generations, device)
+                           cfg.ppl_sigma, cfg.ppl_delta, cfg.fd_normalized, out, generations, device, cfg.stop)
         except (FileNotFoundError, ValueError, pickle.UnpicklingError) as e:
             _fail(str(e))
         _print_table(f"{checkpoint} on {split} ({res['texts']} texts × {n})", table_rows(res))
@@ -215,7 +216,8 @@ def register(app: typer.Typer) -> None:
             text, real = samples[index].text, samples[index].codes
         cfg = model_config("small", set_)
         size = size or cfg.render_size
-        g = gen.sample([text], n=1, seed=seed, temperature=cfg.temperature, min_frames=cfg.min_frames)[0][0]
+        g = gen.sample([text], n=1, seed=seed, temperature=cfg.temperature, min_frames=cfg.min_frames,
+                       stop=cfg.stop)[0][0]
         seqs = {"generated": g} if real is None else {"real": real, "generated": g}
         try:
             verts, tris, y_up, z_t = codes_to_mesh(list(seqs.values()), info.code_space, info.root, flame, rig)

@@ -2,11 +2,17 @@
 
 A frozen text encoder's token states are the memory of a transformer decoder over expression frames
 `[BOS, y_1 .. y_T]`. At each step t a latent z_t is drawn, from the posterior q(z | h_t, h_{t+1})
-(which has seen the target frame y_{t+1}) in training and from the prior p(z | h_t) when sampling;
-`head(h_t, z_t)` gives y_{t+1}. The jaw dims are predicted by an expression-wise attention over the
-expression dims. Fixes against the reference: that attention is causal (it used a whole-sequence mean),
-the KL is averaged over real frames only (it averaged over padding), and a learned stop ends sequences
-(the reference always decoded 254 frames)."""
+(which has seen the target frame y_{t+1}) in training and from the prior p(z | h_t) when sampling.
+Two placements of the latent (`CTEGConfig.latent`):
+- `head`: one small z_t fused with the last layer's h_t in the output head (cheap; the `small` preset);
+- `layer`: the reference's placement: in every layer a z_t (d_latent = d_model in the `paper` preset) is
+  added to the residual stream after self-attention, before cross-attention.
+A separate one-step prior head decodes y_{t+1} from the prior sample alone (the reference's `pri_ffn` +
+`trg_word_prj_one_step`), so the prior loss never teaches the main head to ignore z.
+The jaw dims are predicted by an expression-wise attention over the expression dims. Fixes against
+the reference: that attention is causal (it used a whole-sequence mean), the KL is averaged over real
+frames only (it averaged over padding), and the length is learned (the reference always decoded 254
+frames): a length head on the text draws each sequence's length, and a stop head is kept beside it."""
 from __future__ import annotations
 
 import math
@@ -15,6 +21,8 @@ from dataclasses import asdict, dataclass, field
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+OUT_NOISE_REFERENCE = math.exp(0.5)  # EmoAva's `-second_sample one`: N(0, e^1) on each layer's output
 
 
 @dataclass
@@ -29,6 +37,12 @@ class CTEGConfig:
     d_latent: int = 16
     d_att: int = 32
     dropout: float = 0.1
+    latent: str = "head"      # "head" | "layer"
+    out_noise: float = 0.0    # std of the noise added to each layer's output (reference: e^0.5); 0 = off
+
+    def __post_init__(self):
+        if self.latent not in ("head", "layer"):
+            raise ValueError(f"model latent {self.latent!r}: choose 'head' or 'layer'")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -69,7 +83,7 @@ class Attention(nn.Module):
 
 
 class DecoderLayer(nn.Module):
-    """Pre-LN: causal self-attention over frames, cross-attention to text, feed-forward."""
+    """Pre-LN: causal self-attention over frames | (latent, in `layer` mode) | cross-attention to text, FFN."""
 
     def __init__(self, d, h, d_ff, dropout):
         super().__init__()
@@ -79,7 +93,7 @@ class DecoderLayer(nn.Module):
         self.ff = nn.Sequential(nn.Linear(d, d_ff), nn.GELU(), nn.Dropout(dropout), nn.Linear(d_ff, d))
         self.drop = nn.Dropout(dropout)
 
-    def forward(self, x, mem_kv, mem_mask, cache=None):
+    def self_block(self, x, cache=None):
         """`cache` (incremental decoding): dict holding this layer's past self-attention keys/values."""
         y = self.ln1(x)
         k, v = self.self_att.kv_of(y)
@@ -102,9 +116,36 @@ class DecoderLayer(nn.Module):
             causal = x.shape[1] > 1
         else:
             causal = True
-        x = x + self.drop(self.self_att(y, k, v, causal=causal))
+        return x + self.drop(self.self_att(y, k, v, causal=causal))
+
+    def cross_block(self, x, mem_kv, mem_mask):
         x = x + self.drop(self.cross(self.ln2(x), *mem_kv, mask=mem_mask))
         return x + self.drop(self.ff(self.ln3(x)))
+
+
+class Latent(nn.Module):
+    """Prior p(z_t | s_t) and posterior q(z_t | s_t, s_{t+1}) as diagonal Gaussians over d_latent dims."""
+
+    def __init__(self, d_in: int, d_latent: int):
+        super().__init__()
+        self.prior = nn.Sequential(nn.Linear(d_in, d_in), nn.GELU(), nn.Linear(d_in, 2 * d_latent))
+        self.post = nn.Sequential(nn.Linear(2 * d_in, d_in), nn.GELU(), nn.Linear(d_in, 2 * d_latent))
+
+    @staticmethod
+    def gauss(params):
+        mu, logv = params.float().chunk(2, -1)
+        return mu, logv.clamp(-12.0, 8.0)
+
+    def p(self, s):
+        return self.gauss(self.prior(s))
+
+    def q(self, s_prev, s_next):
+        return self.gauss(self.post(torch.cat([s_prev, s_next], -1)))
+
+
+def kl_diag(mu_q, lv_q, mu_p, lv_p):
+    """KL(q || p) per latent dim (…, k), in nats."""
+    return 0.5 * (lv_p - lv_q + (lv_q.exp() + (mu_q - mu_p) ** 2) / lv_p.exp() - 1.0)
 
 
 class ExpressionWiseAttention(nn.Module):
@@ -150,7 +191,7 @@ class CTEG(nn.Module):
     def __init__(self, cfg: CTEGConfig, bos):
         super().__init__()
         self.cfg = cfg
-        d, D = cfg.d_model, cfg.D
+        d, D, k = cfg.d_model, cfg.D, cfg.d_latent
         jaw = sorted(set(cfg.jaw_dims))
         exp = [i for i in range(D) if i not in jaw]
         self.register_buffer("jaw_idx", torch.tensor(jaw, dtype=torch.long), persistent=False)
@@ -161,32 +202,76 @@ class CTEG(nn.Module):
         self.txt = nn.Linear(cfg.text_dim, d)
         self.layers = nn.ModuleList(DecoderLayer(d, cfg.n_heads, cfg.d_ff, cfg.dropout) for _ in range(cfg.n_layers))
         self.ln = nn.LayerNorm(d)
-        self.prior = nn.Sequential(nn.Linear(d, d), nn.GELU(), nn.Linear(d, 2 * cfg.d_latent))
-        self.post = nn.Sequential(nn.Linear(2 * d, d), nn.GELU(), nn.Linear(d, 2 * cfg.d_latent))
-        self.fuse = nn.Sequential(nn.Linear(d + cfg.d_latent, d), nn.GELU(), nn.Linear(d, d))
+        if cfg.latent == "layer":
+            self.lat_ln = nn.ModuleList(nn.LayerNorm(d) for _ in range(cfg.n_layers))
+            self.lat = nn.ModuleList(Latent(d, k) for _ in range(cfg.n_layers))
+            self.lat_up = nn.ModuleList(nn.Identity() if k == d else nn.Linear(k, d, bias=False)
+                                        for _ in range(cfg.n_layers))
+        else:
+            self.lat = nn.ModuleList([Latent(d, k)])
+            self.fuse = nn.Sequential(nn.Linear(d + k, d), nn.GELU(), nn.Linear(d, d))
         self.ln_g = nn.LayerNorm(d)
+        # the one-step prior head reads the prior sample only (EmoAva's pri_ffn + trg_word_prj_one_step)
+        self.prior_head = nn.Sequential(nn.Linear(k, d), nn.GELU(), nn.Linear(d, D))
         self.exp_out = nn.Linear(d, len(exp)) if exp else None
         self.jaw_att = ExpressionWiseAttention(d, len(exp), len(jaw), cfg.d_att) if jaw and exp else None
         self.jaw_lin = nn.Linear(d, len(jaw)) if jaw and not exp else None
         self.stop = nn.Linear(d, 1)
+        # length head: text → Gaussian over log(frames)
+        self.length = nn.Sequential(nn.Linear(d, d), nn.GELU(), nn.Linear(d, 2))
 
     # ------------------------------------------------------------ pieces
     def memory(self, txt, tmask):
         mem = self.txt(txt)
         kv = [layer.cross.kv_of(mem) for layer in self.layers]
-        return kv, tmask[:, None, None, :]
+        m = tmask.to(mem.dtype)[..., None]
+        pooled = (mem * m).sum(1) / m.sum(1).clamp_min(1.0)
+        return kv, tmask[:, None, None, :], pooled
 
-    def decode(self, frames, mem_kv, mem_mask, start: int = 0, caches=None):
-        """frames (B,T,D) at positions start..start+T-1 -> hidden (B,T,d)."""
+    def length_params(self, pooled):
+        mu, lv = self.length(pooled).float().unbind(-1)
+        return mu + 3.5, lv.clamp(-8.0, 4.0)  # offset: log(33 frames), a typical utterance at 25 fps
+
+    def decode(self, frames, mem_kv, mem_mask, start: int = 0, caches=None, zmode: str = "prior",
+               eps=None, noise=None, temperature: float = 1.0, eps_q=None, post_mask=None):
+        """frames (B,T,D) at positions start..start+T-1 -> hidden (B,T,d) and the latent statistics.
+
+        `layer` latents: zmode "post" (teacher forcing: z_t from q(z | s_t, s_{t+1}); the last position,
+        which has no successor, from the prior) or "prior". eps: per layer (B,T,k) standard normals, or
+        None to draw them (eps_q likewise for the posterior); noise: per layer (B,T,d) for the output
+        noise, or None to draw. post_mask (B,T-1): where the posterior applies (its target frame is real;
+        elsewhere the prior, so padding never reaches a real frame's state)."""
         pos = torch.arange(start, start + frames.shape[1], device=frames.device)
         x = self.inp(frames) + sinusoid(pos, self.cfg.d_model)
+        stats = []
         for i, layer in enumerate(self.layers):
-            x = layer(x, mem_kv[i], mem_mask, None if caches is None else caches[i])
-        return self.ln(x)
+            x = layer.self_block(x, None if caches is None else caches[i])
+            if self.cfg.latent == "layer":
+                s = self.lat_ln[i](x)
+                mu_p, lv_p = self.lat[i].p(s)
+                e = torch.randn_like(mu_p) if eps is None else eps[i]
+                z_p = mu_p + temperature * (0.5 * lv_p).exp() * e
+                st = {"mu_p": mu_p, "lv_p": lv_p, "z_p": z_p}
+                z = z_p
+                if zmode == "post":
+                    mu_q, lv_q = self.lat[i].q(s[:, :-1], s[:, 1:])
+                    eq = torch.randn_like(mu_q) if eps_q is None else eps_q[i][:, :mu_q.shape[1]]
+                    z_q = mu_q + (0.5 * lv_q).exp() * eq
+                    if post_mask is not None:
+                        z_q = torch.where(post_mask[..., None], z_q, z_p[:, :-1])
+                    z = torch.cat([z_q, z_p[:, -1:]], 1)
+                    st.update(mu_q=mu_q, lv_q=lv_q)
+                stats.append(st)
+                x = x + self.lat_up[i](z.to(x.dtype))
+            x = layer.cross_block(x, mem_kv[i], mem_mask)
+            if self.cfg.out_noise > 0:
+                x = x + self.cfg.out_noise * (torch.randn_like(x) if noise is None else noise[i].to(x.dtype))
+        return self.ln(x), stats
 
-    def head(self, h, z, prev_sum=None, prev_count: int = 0):
-        """Frame from hidden + latent: expression dims linearly, jaw dims by expression-wise attention."""
-        g = self.ln_g(h + self.fuse(torch.cat([h, z], -1)))
+    def head(self, h, z=None, prev_sum=None, prev_count: int = 0):
+        """Frame from hidden (+ latent in `head` mode): expression dims linearly, jaw dims by
+        expression-wise attention."""
+        g = self.ln_g(h + self.fuse(torch.cat([h, z.to(h.dtype)], -1))) if z is not None else self.ln_g(h)
         run = None
         if self.exp_out is None:
             return self.jaw_lin(g), run
@@ -198,68 +283,120 @@ class CTEG(nn.Module):
         y = torch.cat([e, jaw], -1)[..., self.perm]
         return y, run
 
-    @staticmethod
-    def gauss(params):
-        mu, logv = params.float().chunk(2, -1)
-        return mu, logv.clamp(-12.0, 8.0)
-
     # ------------------------------------------------------------ training
-    def forward(self, x, m, txt, tmask, noise=None, use_prior: bool = False):
+    def forward(self, x, m, txt, tmask, use_prior: bool = False, noise=None):
         """Teacher-forced pass. x (B,T,D) targets, m (B,T) real-frame mask, txt (B,L,H), tmask (B,L).
 
-        Returns pred (posterior z; prior z when `use_prior`), pred_prior (prior z), kl (B,T) per frame,
-        stop logits (B,T): the logit at t says whether frame t is the sequence's last."""
+        Returns pred (B,T+1,D): the frame after each input position (position t predicts y_{t+1};
+        position T, after the last frame, is what the reference scores against its zero EOS frame),
+        decoded with posterior latents, or prior ones when `use_prior`; pred_prior (B,T,D) from the
+        one-step prior head; kl (B,T,k) per latent dim (mean over layers); stop logits (B,T) (the logit
+        at t says whether frame t is the last); len_mu, len_lv (B,) the length head's log-normal.
+        `noise` (tests, seeded evaluation): (e_q, e_p), each (n_latents, B, ≥T+1, k) standard normals."""
         B, T, D = x.shape
-        mem_kv, mem_mask = self.memory(txt, tmask)
+        mem_kv, mem_mask, pooled = self.memory(txt, tmask)
         inp = torch.cat([self.bos.to(x.dtype).expand(B, 1, D), x], 1)
-        h = self.decode(inp, mem_kv, mem_mask)
-        h_prev, h_next = h[:, :T], h[:, 1:]
-        mu_p, lv_p = self.gauss(self.prior(h_prev))
-        mu_q, lv_q = self.gauss(self.post(torch.cat([h_prev, h_next], -1)))
-        if noise is None:
-            e_q, e_p = torch.randn_like(mu_q), torch.randn_like(mu_p)
+        if self.cfg.latent == "layer":
+            e_q, e_p = (None, None) if noise is None else ([e[:, :T + 1] for e in noise[0]], [e[:, :T + 1] for e in noise[1]])
+            h, stats = self.decode(inp, mem_kv, mem_mask, zmode="prior" if use_prior else "post", eps=e_p, eps_q=e_q,
+                                   post_mask=m)
+            pred, _ = self.head(h)
+            z_p = sum(st["z_p"][:, :T] for st in stats)
+            kl = None
+            if not use_prior:
+                kl = sum(kl_diag(st["mu_q"], st["lv_q"], st["mu_p"][:, :T], st["lv_p"][:, :T]) for st in stats)
+                kl = kl / len(stats)
         else:
-            e_q, e_p = noise
-        z_q = mu_q + (0.5 * lv_q).exp() * e_q
-        z_p = mu_p + (0.5 * lv_p).exp() * e_p
-        pred_prior, _ = self.head(h_prev, z_p.to(h_prev.dtype))
-        pred = pred_prior if use_prior else self.head(h_prev, z_q.to(h_prev.dtype))[0]
-        kl = 0.5 * (lv_p - lv_q + (lv_q.exp() + (mu_q - mu_p) ** 2) / lv_p.exp() - 1.0).sum(-1)
-        stop = self.stop(h_next).squeeze(-1)
-        return {"pred": pred, "pred_prior": pred_prior, "kl": kl, "stop": stop}
+            h, _ = self.decode(inp, mem_kv, mem_mask)
+            mu_p, lv_p = self.lat[0].p(h)
+            e_p = torch.randn_like(mu_p) if noise is None else noise[1][0][:, :T + 1]
+            z_p = mu_p + (0.5 * lv_p).exp() * e_p
+            if use_prior:
+                z, kl = z_p, None
+            else:
+                mu_q, lv_q = self.lat[0].q(h[:, :T], h[:, 1:])
+                e_q = torch.randn_like(mu_q) if noise is None else noise[0][0][:, :T]
+                z_q = mu_q + (0.5 * lv_q).exp() * e_q
+                z = torch.cat([torch.where(m[..., None], z_q, z_p[:, :T]), z_p[:, T:]], 1)
+                kl = kl_diag(mu_q, lv_q, mu_p[:, :T], lv_p[:, :T])
+            pred, _ = self.head(h, z)
+            z_p = z_p[:, :T]
+        pred_prior = self.prior_head(z_p.to(h.dtype))
+        stop = self.stop(h[:, 1:]).squeeze(-1)
+        len_mu, len_lv = self.length_params(pooled)
+        return {"pred": pred, "pred_prior": pred_prior, "kl": kl, "stop": stop, "len_mu": len_mu, "len_lv": len_lv}
 
     # ------------------------------------------------------------ sampling
     @torch.no_grad()
     def generate(self, txt, tmask, max_frames: int, min_frames: int = 1, temperature: float = 1.0,
-                 generator: torch.Generator | None = None) -> list[torch.Tensor]:
+                 generator: torch.Generator | list | None = None, stop: str = "length") -> list[torch.Tensor]:
         """Sample one sequence per row, incrementally (cached keys/values: each step costs one position).
 
-        Returns a list of (T_i, D) tensors in the model's value space; T_i ends at the first sampled stop."""
-        B, D = txt.shape[0], self.cfg.D
-        dev = txt.device
-        mem_kv, mem_mask = self.memory(txt, tmask)
+        `generator`: one torch.Generator for the batch, or one per row (a row's sample then depends on
+        its own stream only, not on the batch it shares). `stop`: "length" draws each row's length from
+        the length head first; "hazard" ends at the first stop drawn from the stop head after a frame.
+        Returns a list of (T_i, D) tensors in the model's value space."""
+        B, D, dev = txt.shape[0], self.cfg.D, txt.device
+        cfg = self.cfg
+        n_lat = cfg.n_layers if cfg.latent == "layer" else 1
+        gens = generator if isinstance(generator, (list, tuple)) else None
+
+        def normal(*shape):  # (B, *shape) standard normals, row i from its own stream when given
+            if gens is None:
+                return torch.randn((B, *shape), generator=generator, device="cpu" if generator is None
+                                   else generator.device).to(dev)
+            return torch.stack([torch.randn(shape, generator=g, device=g.device) for g in gens]).to(dev)
+
+        def uniform(*shape):
+            if gens is None:
+                return torch.rand((B, *shape), generator=generator, device="cpu" if generator is None
+                                  else generator.device).to(dev)
+            return torch.stack([torch.rand(shape, generator=g, device=g.device) for g in gens]).to(dev)
+
+        # every random number a row will use is drawn up front, from that row's stream, in a fixed order
+        u_len = normal()
+        eps = normal(max_frames, n_lat, cfg.d_latent)
+        u_stop = uniform(max_frames)
+        noise = normal(max_frames, cfg.n_layers, cfg.d_model) if cfg.out_noise > 0 else None
+        mem_kv, mem_mask, pooled = self.memory(txt, tmask)
+        if stop == "length":
+            mu, lv = self.length_params(pooled)
+            n = torch.exp(mu + temperature * (0.5 * lv).exp() * u_len).round().long()
+            lengths = n.clamp(min_frames, max_frames)
+        elif stop == "hazard":
+            lengths = torch.full((B,), max_frames, dtype=torch.long, device=dev)
+        else:
+            raise ValueError(f"stop {stop!r}: choose 'length' or 'hazard'")
+        steps = int(lengths.max()) if stop == "length" else max_frames
         caches = [dict() for _ in self.layers]
-        h = self.decode(self.bos.expand(B, 1, D), mem_kv, mem_mask, 0, caches)
+
+        def step_decode(frame, t):
+            e = [eps[:, t:t + 1, i] for i in range(n_lat)]
+            nz = None if noise is None else [noise[:, t:t + 1, i] for i in range(cfg.n_layers)]
+            h, _ = self.decode(frame, mem_kv, mem_mask, t, caches, "prior", e, nz, temperature)
+            return h
+
+        h = step_decode(self.bos.expand(B, 1, D), 0)
         run_sum = None
         frames = []
-        lengths = torch.full((B,), max_frames, dtype=torch.long, device=dev)
         done = torch.zeros(B, dtype=torch.bool, device=dev)
-        for t in range(max_frames):
-            mu, lv = self.gauss(self.prior(h))
-            eps = torch.randn(mu.shape, generator=generator, device=dev)
-            z = mu + temperature * (0.5 * lv).exp() * eps
-            y, run_sum = self.head(h, z.to(h.dtype), run_sum, t)
+        for t in range(steps):
+            z = None
+            if cfg.latent == "head":
+                mu, lv = self.lat[0].p(h)
+                z = mu + temperature * (0.5 * lv).exp() * eps[:, t:t + 1, 0]
+            y, run_sum = self.head(h, z, run_sum, t)
             frames.append(y)
-            if t + 1 == max_frames:
+            if t + 1 == steps:
                 break
-            h = self.decode(y, mem_kv, mem_mask, t + 1, caches)
-            p_stop = torch.sigmoid(self.stop(h).float()).reshape(B)
-            u = torch.rand(B, generator=generator, device=dev)
-            stop = (u < p_stop) & (t + 1 >= min_frames) & ~done
-            lengths[stop] = t + 1
-            done |= stop
-            if bool(done.all()):
-                break
+            h = step_decode(y, t + 1)
+            if stop == "hazard":
+                p_stop = torch.sigmoid(self.stop(h).float()).reshape(B)
+                s = (u_stop[:, t] < p_stop) & (t + 1 >= min_frames) & ~done
+                lengths[s] = t + 1
+                done |= s
+                if bool(done.all()):
+                    break
         seq = torch.cat(frames, 1).float()
         return [seq[i, :int(lengths[i].clamp(max=seq.shape[1]))] for i in range(B)]
 
@@ -270,27 +407,48 @@ def masked_mean(v: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
     return (v * m).sum() / m.sum().clamp_min(1.0)
 
 
-def cteg_loss(out: dict, x, m, jaw_dims, jaw_weight=5.0, kl_weight=1.0, prior_weight=1.0, stop_weight=1.0,
-              ends=None):
-    """EmoAva's loss: per-frame Euclidean distance with the jaw dims scaled ×jaw_weight, + KL + the
-    one-step prior loss (the same distance for frames decoded from the prior); + our stop loss.
-    `ends` (B,) bool: False for a sequence truncated to the frame cap, whose last kept frame is not its end."""
-    w = torch.ones(x.shape[-1], device=x.device)
+def loss_weights(D: int, jaw_dims, jaw_weight: float, scale=None) -> torch.Tensor:
+    """Per-dim weights of the frame distance. EmoAva weights the jaw ×5 on *raw* values (FLAME jaw
+    angles are ~20× smaller than expression coefficients); `scale` (the normaliser's std over a
+    reference std) carries that into normalised space: w_d = jaw_weight_d · std_d / mean expression std,
+    the reference's raw-unit distance up to one constant factor."""
+    w = torch.ones(D)
     if len(jaw_dims):
         w[list(jaw_dims)] = jaw_weight
+    if scale is not None:
+        w = w * torch.as_tensor(scale, dtype=torch.float32)
+    return w
+
+
+def cteg_loss(out: dict, x, m, weights, kl_weight=1.0, prior_weight=1.0, stop_weight=1.0, length_weight=0.1,
+              free_bits=0.0, ends=None):
+    """EmoAva's loss: per-frame Euclidean distance (weighted dims) + KL + the one-step prior loss; +
+    our stop and length losses. The KL is a *mean* over latent dims (the reference's scaling); with
+    `free_bits` λ each dim's batch-mean KL costs max(λ, KL_d), so dims below λ nats are free to carry
+    information. `ends` (B,) bool: False for a sequence truncated to the frame cap (no end inside)."""
+    w = weights.to(x.device)
+    T = x.shape[1]
 
     def dist(p):
         return (((p.float() - x) * w) ** 2).sum(-1).clamp_min(1e-12).sqrt()
 
-    recon = masked_mean(dist(out["pred"]), m)
+    recon = masked_mean(dist(out["pred"][:, :T]), m)
     prior = masked_mean(dist(out["pred_prior"]), m)
-    kl = masked_mean(out["kl"].float(), m)
+    mf = m.to(torch.float32)[..., None]
+    kl_d = (out["kl"].float() * mf).sum((0, 1)) / mf.sum().clamp_min(1.0)       # (k,) nats per dim
+    kl = kl_d.mean()
+    kl_obj = kl_d.clamp_min(free_bits).mean() if free_bits > 0 else kl
     lengths = m.sum(1)
     tgt = torch.zeros_like(m, dtype=torch.float32)
     keep = lengths > 0 if ends is None else (lengths > 0) & ends.to(lengths.device)
     rows = torch.nonzero(keep).squeeze(1)
     tgt[rows, lengths[rows] - 1] = 1.0
     stop = masked_mean(F.binary_cross_entropy_with_logits(out["stop"].float(), tgt, reduction="none"), m)
-    total = recon + kl_weight * kl + prior_weight * prior + stop_weight * stop
-    return total, {"loss": float(total.detach()), "recon": float(recon.detach()), "kl": float(kl.detach()),
-                   "prior": float(prior.detach()), "stop": float(stop.detach())}
+    # length NLL of log(frames) under the head's Gaussian, for sequences whose end is inside the window
+    logn = lengths.clamp_min(1).float().log()
+    nll = 0.5 * (out["len_lv"] + (logn - out["len_mu"]) ** 2 / out["len_lv"].exp())
+    length = masked_mean(nll, keep)
+    total = recon + kl_weight * kl_obj + prior_weight * prior + stop_weight * stop + length_weight * length
+    parts = {"loss": total, "recon": recon, "kl": kl, "prior": prior, "stop": stop, "length": length,
+             "active": (kl_d > 0.01).sum()}
+    return total, {k: v.detach() for k, v in parts.items()}

@@ -9,12 +9,12 @@ from typing import Any
 
 PRESETS: dict[str, dict[str, Any]] = {
     "small": dict(d_model=128, n_layers=2, n_heads=4, d_ff=256, d_latent=16, d_att=32, dropout=0.1,
-                  batch_size=8, lr_mul=0.2, warmup_steps=200, epochs=200, max_frames=128),
-    "paper": dict(d_model=768, n_layers=1, n_heads=12, d_ff=2048, d_latent=64, d_att=64, dropout=0.1,
-                  batch_size=256, lr_mul=2.0, warmup_steps=4000, epochs=100, max_frames=253),
+                  latent="layer", out_noise=0.0, batch_size=8, lr_mul=0.2, warmup_steps=200, epochs=200, max_frames=128),
+    "paper": dict(d_model=768, n_layers=1, n_heads=12, d_ff=2048, d_latent=768, d_att=64, dropout=0.1,
+                  latent="layer", out_noise=0.0, batch_size=256, lr_mul=2.0, warmup_steps=4000, epochs=100, max_frames=253),
 }
 
-ARCH_KEYS = ("d_model", "n_layers", "n_heads", "d_ff", "d_latent", "d_att", "dropout")
+ARCH_KEYS = ("d_model", "n_layers", "n_heads", "d_ff", "d_latent", "d_att", "dropout", "latent", "out_noise")
 
 
 def resolve(cfg) -> dict[str, Any]:
@@ -22,7 +22,7 @@ def resolve(cfg) -> dict[str, Any]:
     if cfg.preset not in PRESETS:
         raise ValueError(f"model.preset: unknown preset {cfg.preset!r} (choose from {', '.join(PRESETS)})")
     p = dict(PRESETS[cfg.preset])
-    for k in ("epochs", "batch_size", "lr_mul", "warmup_steps"):
+    for k in ("epochs", "batch_size", "lr_mul", "warmup_steps", "latent", "d_latent", "out_noise"):
         v = getattr(cfg, k)
         if v is not None:
             p[k] = v

@@ -58,13 +58,35 @@ def test_shorter_prediction_is_extended_with_its_last_frame():
     assert metrics.mse([short], [real]) == pytest.approx(3 * 0.01 / 12)
 
 
+def test_paper_protocol_scores_bos_frames_and_the_zero_eos():
+    """EmoAva's evaluate.py: gold [mean, y_1..y_T, 0], every position scored; position 0 is our BOS."""
+    bos = np.array([0.5, -0.5])
+    real = np.array([[0.0, 0.0], [1.0, 1.0]])
+    pred = np.array([[0.0, 0.0], [1.0, 1.0], [-0.8, 0.0]])  # exact frames, then y − ŷ = 0.8 at the EOS
+    p0 = Phi(4) ** 2 - Phi(-4) ** 2                       # an exact frame
+    p_eos = Phi(8) * Phi(4) - Phi(0) * Phi(-4)            # the EOS frame, 0.8 off in one dim
+    want = 2 ** (-(3 * math.log2(p0) + math.log2(p_eos)) / 4)
+    assert metrics.paper_ppl([pred], [real], bos, SIG, DEL) == pytest.approx(want, rel=1e-12)
+    # beyond the frame cap: the first max_frames frames, without EOS (the reference's 256-token window)
+    assert metrics.paper_ppl([pred], [real], bos, SIG, DEL, max_frames=1) == pytest.approx(p0 ** -1, rel=1e-12)
+    # σ/δ per code space: EmoAva's for FLAME, tighter for arkit52 blendshape scores in [0, 1]
+    assert metrics.ppl_sigma_delta("flame53") == (0.2, 0.8) and metrics.ppl_sigma_delta("arkit52") == (0.025, 0.1)
+    assert metrics.ppl_sigma_delta("arkit52", delta=0.3) == (0.025, 0.3)
+
+
 def test_distribution_metrics():
     rng = np.random.default_rng(1)
     same = [np.ones((5, 3))] * 4
     assert metrics.multimodality([same]) == 0.0
     assert metrics.variation(same) == 0.0
+    assert metrics.diversity(same) == 0.0
+    # lm-listener's diversity: random frame pairs inside each sequence; a two-level sequence
+    two = np.array([[0.0, 0.0]] * 20 + [[3.0, 4.0]] * 20)
+    d = metrics.diversity([two], seed=3)
+    assert 0.5 < d < 4.5 and metrics.diversity([two], seed=3) == d
+    # multimodality: frames at the same time in two different sequences of a text
     a, b = np.zeros((6, 2)), np.array([[3.0, 4.0]] * 6)
-    assert metrics.diversity([a, b]) == pytest.approx(5.0)  # every random pair is (a, b)
+    assert metrics.multimodality([[a, b]]) == pytest.approx(5.0)
     assert metrics.multimodality([[a, b], [a, a]]) == pytest.approx(2.5)
     x = rng.normal(size=(4000, 3))
     assert metrics.frechet_distance(x, x) == pytest.approx(0.0, abs=1e-6)

@@ -170,7 +170,8 @@ def test_cli_train_sample_evaluate_render_flame53(tmp_path):
                   "--set", f"text_cache={tmp_path / 'tc'}"])
     assert r.exit_code == 0, r.output
     res = json.loads((tmp_path / "e.json").read_text())
-    assert res["texts"] == 3 and res["ppl_continuous"] >= 1.0 and res["ppl_box"] >= res["ppl_continuous"] * 0.999
+    assert res["texts"] == 3 and res["ppl_free"] >= 1.0 and res["ppl_free_box"] >= res["ppl_free"] * 0.999
+    assert res["ppl_paper"] >= 1.0 and (res["ppl_sigma"], res["ppl_delta"]) == (0.2, 0.8)  # flame53: EmoAva's
     r = run(app, ["render", str(out / "best.pt"), "--index", "1", "--flame", str(tmp_path / "flame.pkl"),
                   "--out", str(tmp_path / "v.mp4"), "--curves", str(tmp_path / "c.png"), "--size", "64"])
     assert r.exit_code == 0, r.output

@@ -27,19 +27,32 @@ class ModelConfig(Section):
     max_steps: int = F(0, "stop after this many optimiser steps; 0 = run all epochs", ge=0)
     time_limit_s: float = F(0.0, "stop training after this many seconds (the demo uses it); 0 = no limit", ge=0)
     grad_clip: float = F(1.0, "clip the global gradient norm; the per-step KL can spike early in training", gt=0)
-    amp: bool = F(True, "bfloat16 autocast on CUDA (no effect on CPU); the paper preset is 4x faster with it")
+    amp: bool = F(True, "mixed precision on CUDA (no effect on CPU); the paper preset is 4x faster with it")
+    amp_dtype: str = F("bf16", "bf16: autocast in bfloat16; fp16: float16 autocast with a GradScaler (GPUs without bf16)",
+                       pattern="^(bf16|fp16)$")
+    workers: int = F(-1, "DataLoader worker processes; -1 = 2 on CUDA, 0 on CPU (the cores are busy training)", ge=-1)
     threads: int = F(2, "torch CPU threads; development machines have 2 shared cores", ge=1)
     eval_every: int = F(200, "optimiser steps between dev evaluations and checkpoints (also at the end)", ge=1)
     # loss
     jaw_weight: float = F(5.0, "EmoAva weights the jaw dims x5 in the per-frame distance: jaw motion is small but visible", gt=0)
-    kl_weight: float = F(1.0, "weight of the per-step KL(posterior || prior); EmoAva uses 1", ge=0)
+    kl_weight: float = F(1.0, "weight of the per-step KL(posterior || prior), a mean over latent dims as EmoAva's", ge=0)
+    kl_free_bits: float = F(0.05, "nats per latent dim (per frame) the KL does not charge: keeps the latent in use", ge=0)
+    kl_anneal_steps: int = F(200, "the KL weight rises linearly from 0 over these first steps; 0 = full from the start", ge=0)
+    length_weight: float = F(0.1, "weight of the length head's log-length NLL", ge=0)
+    latent: Optional[str] = F(None, "head: one latent fused in the output head; layer: EmoAva's per-layer latent "
+                              "in the residual stream (None = the preset's)", pattern="^(head|layer)$")
+    d_latent: Optional[int] = F(None, "latent width (None = the preset's)", ge=1)
+    out_noise: Optional[float] = F(None, "std of noise added to each layer's output (EmoAva's -second_sample one: "
+                                   "1.6487); None = the preset's (off)", ge=0)
     prior_weight: float = F(1.0, "weight of the one-step prior loss (decode from the prior); EmoAva uses it against collapse", ge=0)
     stop_weight: float = F(1.0, "weight of the learned stop (end-of-sequence) loss", ge=0)
     # sampling and evaluation
     temperature: float = F(1.0, "scale of the prior noise when sampling; 0 = prior mean (deterministic)", ge=0)
+    stop: str = F("length", "length: draw each sequence's length from the length head; hazard: the per-frame stop head",
+                  pattern="^(length|hazard)$")
     min_frames: int = F(4, "generated sequences are at least this long before the stop may fire", ge=1)
-    ppl_sigma: float = F(0.2, "EmoAva's continuous-perplexity sigma (evaluate.py)", gt=0)
-    ppl_delta: float = F(0.8, "EmoAva's continuous-perplexity half box width delta", gt=0)
+    ppl_sigma: Optional[float] = F(None, "continuous-perplexity sigma; None = the code space's (flame53: EmoAva's 0.2)", gt=0)
+    ppl_delta: Optional[float] = F(None, "continuous-perplexity half box width; None = the code space's (flame53: 0.8)", gt=0)
     eval_samples: int = F(5, "generations per text for diversity/multimodality (EmoAva decodes 5)", ge=1)
     eval_max_texts: int = F(0, "evaluate at most this many texts of the split; 0 = all", ge=0)
     fd_normalized: bool = F(True, "Frechet distance on std-normalised codes so no dimension dominates", )

@@ -4,6 +4,7 @@ Everything here is a pure function of the samples table, so two builds from the 
 byte-identical stage-1 files and the release command can rewrite a dataset minus excluded samples."""
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import pickle
@@ -210,3 +211,21 @@ def read_info(dataset_dir: Path) -> dict:
 
 __all__ = ["write_dataset", "read_samples", "read_info", "pickle_bytes", "train_stats", "split_order",
            "parquet_frame", "codes_from_parquet", "software_versions"]
+
+
+def content_hash(root: str | Path) -> str:
+    """sha256 over the files a model reads from a dataset folder (dataset.json, the samples, the train
+    statistics): a checkpoint records it, and resuming on changed data is refused."""
+    from pipeline.hashing import sha256_file
+
+    root = Path(root)
+    names = ["dataset.json", *STAT_FILES]
+    if (root / "samples.parquet").exists():
+        names.append("samples.parquet")
+    else:
+        names += [f"{sp}_stage1_{kind}.pkl" for sp in SPLITS for kind in ("text", "exps")]
+    h = hashlib.sha256()
+    for n in names:
+        if (root / n).exists():
+            h.update(f"{n}:{sha256_file(root / n)}\n".encode())
+    return h.hexdigest()
