@@ -20,7 +20,7 @@ from pipeline.context import StageContext
 from pipeline.records import Reason, Record, failed, ok, skipped
 
 STAGE = "expressions"
-CODE_VERSION = "1"
+CODE_VERSION = "2"
 TRACK_KEYS = ("t", "box", "landmarks", "transform", "blendshapes", "valid", "fps")
 
 
@@ -72,7 +72,9 @@ def track_crops(seg: dict, faces_dir: Path, track: dict, cfg, log) -> tuple[np.n
     t_abs = float(seg["start"]) + np.asarray(track["t"], np.float64)
     crops = np.zeros((n, size, size, 3), np.uint8)
     got = np.zeros(n, bool)
-    for fb in decode(seg["video_path"], float(seg["start"]), float(seg["end"]), fps=fps,
+    # from a frame early: the faces stage's grid may include a frame at the very start that a decode
+    # seeking to the start exactly would drop (ffmpeg's fps filter); frames are matched by time
+    for fb in decode(seg["video_path"], max(0.0, float(seg["start"]) - 1.0 / fps), float(seg["end"]), fps=fps,
                      max_side=cfg.decode_max_side or None):
         j = np.searchsorted(t_abs, fb.t).clip(0, max(n - 1, 0))
         jl = (j - 1).clip(0, max(n - 1, 0))
@@ -149,7 +151,8 @@ def process_segment(seg: dict, faces_dir: Path | None, ctx: StageContext) -> Rec
             rec = skipped(STAGE, sid, Reason.NO_CODES, f"{backend.name}: no frame of {faces_dir / 'track.npz'} "
                           f"gave codes ({len(out.valid)} frames)", n_frames=int(len(out.valid)))
         else:
-            res, extra = temporal.process(track["t"], out.codes, out.valid, fps_in, cfg, out.extra)
+            res, extra = temporal.process(track["t"], out.codes, out.valid, fps_in, cfg, out.extra,
+                                          bounds=temporal.value_bounds(backend.code_space))
             n_all = len(res.t)
             lo, hi = 0, n_all
             if cfg.trim_ends:

@@ -1,0 +1,90 @@
+"""Who a tracked face is, frame by frame: a cheap identity signature and the jump between signatures.
+
+A track follows a face by its previous box, so nothing stops it from running from one person onto
+another: a cut the shot detector misses (a cross-fade, two cuts within its minimum shot length) or
+the crop landmarker hopping to a neighbour's face. The signature is
+
+- appearance: the colour around 31 landmarks that neither speech nor blinks move (forehead,
+  temples, upper cheeks, nose bridge), in log RGB; its pattern relative to the face's own median colour
+  (hair line, shading of the nose and cheeks) and the skin chroma (log R/G, log B/G), both
+  unchanged by a global change of brightness or zoom;
+- geometry: the 2-D shape of the rigid landmarks (eye corners, nose, forehead, temples, cheekbones)
+  after removing position, scale and in-plane rotation.
+
+The tracker compares each frame's signature with the median signature of the same track some
+frames earlier (so a dissolve of up to `lag` frames is seen whole) and splits the track where the
+distance exceeds `faces.identity_max_jump`. Figures from real photographs in docs/faces.md.
+"""
+from __future__ import annotations
+
+from collections import deque
+
+import cv2
+import numpy as np
+
+# Points whose colour identifies the face and barely changes while it talks or blinks.
+APPEARANCE_IDX = np.array([
+    10, 151, 9, 108, 337, 67, 297, 109, 338,            # forehead
+    127, 356, 21, 251, 162, 389,                        # temples
+    50, 280, 117, 346, 123, 352,                        # upper cheeks
+    230, 450, 118, 347,                                 # below the eyes
+    4, 5, 195, 197, 6, 168,                             # nose bridge and tip
+])
+# Rigid points for the shape: eye corners, nose, forehead, temples, cheekbones (no brows, jaw, lips, lids).
+GEOMETRY_IDX = np.array([33, 133, 362, 263, 1, 4, 6, 168, 197, 10, 151, 127, 356, 234, 454, 93, 323])
+_OFFSETS = np.array([[0, 0], [1, 0], [-1, 0], [0, 1], [0, -1]], np.float32)
+GEOMETRY_WEIGHT = 4.0   # shape RMS (unit-RMS shapes) is ~4x smaller than the appearance RMS per jump
+
+
+def signature(frame: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
+    """1-D float32 identity signature of the face with (478, ≥2) `landmarks` (frame px) in `frame`."""
+    xy = np.asarray(landmarks[:, :2], np.float32)
+    lo, hi = xy.min(0), xy.max(0)
+    r = 0.025 * float(max(hi - lo))          # patch half-size: 2.5% of the face
+    pts = xy[APPEARANCE_IDX][:, None, :] + r * _OFFSETS[None]               # (K, 5, 2)
+    mx = np.ascontiguousarray(pts[..., 0].reshape(-1, 1))
+    my = np.ascontiguousarray(pts[..., 1].reshape(-1, 1))
+    col = cv2.remap(frame, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    col = col.reshape(len(APPEARANCE_IDX), len(_OFFSETS), 3).astype(np.float32).mean(1)
+    lg = np.log(col / 255.0 + 0.02)
+    rel = lg - np.median(lg, axis=0)
+    chroma = np.array([np.mean(lg[:, 0] - lg[:, 1]), np.mean(lg[:, 2] - lg[:, 1])], np.float32)
+    g = xy[GEOMETRY_IDX] - xy[GEOMETRY_IDX].mean(0)
+    # in-plane rotation from the eye line (outer corners 33 → 263)
+    ex, ey = xy[263] - xy[33]
+    c, s = np.cos(-np.arctan2(ey, ex)), np.sin(-np.arctan2(ey, ex))
+    g = g @ np.array([[c, s], [-s, c]], np.float32)
+    g /= np.sqrt((g ** 2).sum(1).mean()) + 1e-6
+    return np.concatenate([rel.ravel(), chroma, GEOMETRY_WEIGHT * g.ravel()]).astype(np.float32)
+
+
+_N_APP = 3 * len(APPEARANCE_IDX)
+
+
+def distance(a: np.ndarray, b: np.ndarray) -> float:
+    """Identity distance of two signatures: RMS difference of the appearance pattern and shape, plus
+    the skin-chroma difference."""
+    d = a - b
+    app = float(np.sqrt(np.mean(d[:_N_APP] ** 2)))
+    chroma = float(np.abs(d[_N_APP:_N_APP + 2]).sum())
+    geo = float(np.sqrt(np.mean(d[_N_APP + 2:] ** 2)))
+    return app + chroma + geo
+
+
+class IdentityCheck:
+    """Per-track history of signatures; `jump(sig)` = distance to the median of the signatures from
+    `lag` to `lag + window` frames back (the whole history while it is shorter)."""
+
+    def __init__(self, lag: int = 8, window: int = 12):
+        self.lag, self.window = int(lag), int(window)
+        self.hist: deque = deque(maxlen=self.lag + self.window)
+
+    def jump(self, sig: np.ndarray) -> float:
+        if len(self.hist) < 3:
+            return 0.0
+        h = list(self.hist)
+        ref = h[:max(3, len(h) - self.lag)]
+        return distance(sig, np.median(np.stack(ref), axis=0))
+
+    def add(self, sig: np.ndarray) -> None:
+        self.hist.append(sig)
