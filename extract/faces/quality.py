@@ -93,6 +93,8 @@ def figures(d: dict, n: int, scale: float, size: tuple | None = None, fps: float
         "presence": round(float(v.mean()) if n else 0.0, 4),
         "face_px_median": round(float(np.median(sizes[v])) if v.any() else 0.0, 1),
         "face_px_min": round(float(np.min(sizes[v])) if v.any() else 0.0, 1),
+        # what the landmarker saw: the size check uses this (docs/faces.md "Minimum face size")
+        "face_px_analysed_median": round(float(np.median(sizes[v] * scale)) if v.any() else 0.0, 1),
         "sharpness_median": round(float(np.median(sharp)) if len(sharp) else 0.0, 2),
         "jitter_median": round(jitter(d["landmarks"], v, face_sizes(d["box"])), 5),
     }
@@ -135,8 +137,9 @@ def check(q: dict, cfg) -> tuple[Reason, str] | None:
         return Reason.OFF_FRAME, (f"face cut by the frame edge in {q['off_frame_share']:.0%} of its frames "
                                   f"(> max_outside {cfg.max_outside:.0%} of box or landmarks outside; median "
                                   f"{q['outside_median']:.0%}), above max_outside_frames {cfg.max_outside_frames:.0%}")
-    if q["face_px_median"] < cfg.min_face_size_px:
-        return Reason.FACE_TOO_SMALL, (f"median face size {q['face_px_median']:.0f} px, "
+    if q["face_px_analysed_median"] < cfg.min_face_size_px:
+        return Reason.FACE_TOO_SMALL, (f"median face size {q['face_px_analysed_median']:.0f} px as analysed "
+                                       f"({q['face_px_median']:.0f} px in the source), "
                                        f"below min_face_size_px {cfg.min_face_size_px}")
     if q["n_valid"] < cfg.min_track_frames:
         return Reason.TOO_SHORT, (f"face track has landmarks in {q['n_valid']} frames, "
