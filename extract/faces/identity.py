@@ -4,12 +4,14 @@ A track follows a face by its previous box, so nothing stops it from running fro
 another: a cut the shot detector misses (a cross-fade, two cuts within its minimum shot length) or
 the crop landmarker hopping to a neighbour's face. The signature is
 
-- appearance: the colour around 31 landmarks that neither speech nor blinks move (forehead,
-  temples, upper cheeks, nose bridge), in log RGB; its pattern relative to the face's own median colour
+- appearance: the colour around 22 inner-face landmarks that speech, blinks and brow raises barely
+  move (upper forehead, cheeks, below the eyes, nose; not the face border, which samples hair and
+  background), in log RGB; its pattern relative to the face's own median colour
   (hair line, shading of the nose and cheeks) and the skin chroma (log R/G, log B/G), both
   unchanged by a global change of brightness or zoom;
-- geometry: the 2-D shape of the rigid landmarks (eye corners, nose, forehead, temples, cheekbones)
-  after removing position, scale and in-plane rotation.
+- geometry: the 3-D shape of the rigid landmarks (eye corners, nose, forehead, temples, cheekbones)
+  after removing position and scale; rotation is removed when two shapes are compared (Kabsch), so
+  turning the head does not look like another person.
 
 The tracker compares each frame's signature with the median signature of the same track some
 frames earlier (so a dissolve of up to `lag` frames is seen whole) and splits the track where the
@@ -24,16 +26,16 @@ import numpy as np
 
 # Points whose colour identifies the face and barely changes while it talks or blinks.
 APPEARANCE_IDX = np.array([
-    10, 151, 9, 108, 337, 67, 297, 109, 338,            # forehead
-    127, 356, 21, 251, 162, 389,                        # temples
-    50, 280, 117, 346, 123, 352,                        # upper cheeks
+    10, 9, 67, 297, 109, 338,                           # upper forehead, hair line, between the brows
+    50, 280, 117, 346, 123, 352,                        # cheeks below the cheekbones
     230, 450, 118, 347,                                 # below the eyes
     4, 5, 195, 197, 6, 168,                             # nose bridge and tip
 ])
 # Rigid points for the shape: eye corners, nose, forehead, temples, cheekbones (no brows, jaw, lips, lids).
 GEOMETRY_IDX = np.array([33, 133, 362, 263, 1, 4, 6, 168, 197, 10, 151, 127, 356, 234, 454, 93, 323])
 _OFFSETS = np.array([[0, 0], [1, 0], [-1, 0], [0, 1], [0, -1]], np.float32)
-GEOMETRY_WEIGHT = 4.0   # shape RMS (unit-RMS shapes) is ~4x smaller than the appearance RMS per jump
+GEOMETRY_WEIGHT = 1.0   # the 3-D shape after alignment differs little between people (the landmarker
+# regularises it) but a lot under strong expressions: it only breaks ties
 
 
 def signature(frame: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
@@ -49,13 +51,20 @@ def signature(frame: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
     lg = np.log(col / 255.0 + 0.02)
     rel = lg - np.median(lg, axis=0)
     chroma = np.array([np.mean(lg[:, 0] - lg[:, 1]), np.mean(lg[:, 2] - lg[:, 1])], np.float32)
-    g = xy[GEOMETRY_IDX] - xy[GEOMETRY_IDX].mean(0)
-    # in-plane rotation from the eye line (outer corners 33 → 263)
-    ex, ey = xy[263] - xy[33]
-    c, s = np.cos(-np.arctan2(ey, ex)), np.sin(-np.arctan2(ey, ex))
-    g = g @ np.array([[c, s], [-s, c]], np.float32)
+    # 3-D shape: the landmarker's z is in the same px scale as x, y, so head rotation is removed by
+    # aligning the shapes when two signatures are compared (distance)
+    g = np.asarray(landmarks[GEOMETRY_IDX, :3], np.float32)
+    g = g - g.mean(0)
     g /= np.sqrt((g ** 2).sum(1).mean()) + 1e-6
     return np.concatenate([rel.ravel(), chroma, GEOMETRY_WEIGHT * g.ravel()]).astype(np.float32)
+
+
+def _aligned_rms(a: np.ndarray, b: np.ndarray) -> float:
+    """RMS distance of two centred (K, 3) shapes after the best rotation of b onto a (Kabsch)."""
+    u, _, vt = np.linalg.svd(b.T @ a)
+    d = np.sign(np.linalg.det(u @ vt))
+    r = u @ np.diag([1.0, 1.0, d]) @ vt
+    return float(np.sqrt(np.mean(np.sum((b @ r - a) ** 2, axis=1))))
 
 
 _N_APP = 3 * len(APPEARANCE_IDX)
@@ -67,7 +76,9 @@ def distance(a: np.ndarray, b: np.ndarray) -> float:
     d = a - b
     app = float(np.sqrt(np.mean(d[:_N_APP] ** 2)))
     chroma = float(np.abs(d[_N_APP:_N_APP + 2]).sum())
-    geo = float(np.sqrt(np.mean(d[_N_APP + 2:] ** 2)))
+    ga = a[_N_APP + 2:].reshape(-1, 3).astype(np.float64)
+    gb = b[_N_APP + 2:].reshape(-1, 3).astype(np.float64)
+    geo = _aligned_rms(ga, gb) / np.sqrt(3.0)     # per coordinate, as the appearance RMS
     return app + chroma + geo
 
 

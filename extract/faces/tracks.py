@@ -71,7 +71,7 @@ class Track:
 class Tracker:
     def __init__(self, detector, landmarker, detect_every: int = 5, min_face_px: float = 40,
                  link_iou: float = 0.3, merge_iou: float = 0.5, max_gap: int = 12,
-                 identity_max_jump: float = 0.6):
+                 identity_max_jump: float = 0.27):
         self.detector = detector
         self.landmarker = landmarker
         self.detect_every = max(1, int(detect_every))

@@ -28,10 +28,11 @@ class FacesConfig(Section):
     merge_iou: float = F(0.5, "two tracks overlapping this much follow the same face: keep the older")
     max_gap: int = F(12, "bridge up to this many frames without landmarks (0.5 s at 25 fps), interpolated and "
                          "marked invalid; longer gaps end the track")
-    identity_max_jump: float = F(0.6, "split a track where its identity signature (rigid landmark shape + "
-                                      "appearance around them) jumps by more than this: a switch to another "
-                                      "person without a detected cut measures 0.76-0.78, one person panned, "
-                                      "zoomed or talking at most 0.44 (docs/faces.md); 0 = off")
+    identity_max_jump: float = F(0.27, "split a track where its identity signature (colour pattern and skin "
+                                       "chroma around rigid landmarks + their 3-D shape) jumps by more than "
+                                       "this: Obama -> Biden without a detected cut measures 0.35, one real "
+                                       "face panned/zoomed <= 0.08, generated talking faces <= 0.21 "
+                                       "(docs/faces.md); 0 = off")
     box_smooth_sigma: float = F(3.0, "Gaussian sigma (frames) for the crop box, after gap filling (as inferno)")
 
     # shots
