@@ -54,13 +54,13 @@ class Timer:
         self.cpu = cpu_seconds() - self.c0
 
 
-def make_long_clip(dest: Path, minutes: float) -> Path:
+def make_long_clip(dest: Path, minutes: float, name: str = "talk_03") -> Path:
     from pipeline.media import ffmpeg_exe
     from testdata.samplegen import make_sample
 
     sample = make_sample(dest.parent / "sample", parts=["folder"])
-    src = dest.parent / "sample" / "folder" / "talk_03.mp4"
-    dur = next(c["duration"] for c in sample["clips"] if c["path"].endswith("talk_03.mp4"))
+    src = dest.parent / "sample" / "folder" / f"{name}.mp4"
+    dur = next(c["duration"] for c in sample["clips"] if c["path"].endswith(f"{name}.mp4"))
     loops = int(np.ceil(minutes * 60 / dur))
     subprocess.run([ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y", "-stream_loop", str(loops - 1),
                     "-i", str(src), "-t", f"{minutes * 60:.3f}", "-c", "copy", str(dest)], check=True)
@@ -154,20 +154,26 @@ def bench_identity(clip: Path, seconds: float, cfg) -> dict:
 
 
 def bench_preroll(clip: Path, cfg, n_segments: int = 12, seg_s: float = 3.0) -> dict:
-    """CPU per analysed frame over short segments with the pre-roll (default) and without it."""
+    """CPU per analysed frame over short segments with the pre-roll (default) and without it, the two
+    alternating segment by segment so a busy neighbour weighs on both alike."""
     from extract.faces.stage import analyse, load_models
 
     load_models(cfg)
-    out = {}
-    for k in (cfg.shot_preroll_frames, 0):
-        c = cfg.model_copy(update={"shot_preroll_frames": k})
-        n = 0
-        with Timer() as t:
-            for j in range(n_segments):
+    ks = (cfg.shot_preroll_frames, 0)
+    acc = {k: [0, 0.0, 0.0] for k in ks}     # frames, cpu, wall
+    for j in range(n_segments):
+        for k in (ks if j % 2 == 0 else ks[::-1]):
+            c = cfg.model_copy(update={"shot_preroll_frames": k})
+            with Timer() as t:
                 a = analyse(clip, 1.0 + j * seg_s, 1.0 + (j + 1) * seg_s, c)
-                n += a.n
-        out[f"preroll_{k}"] = rate(n, t)
-    on, off = out[f"preroll_{cfg.shot_preroll_frames}"], out["preroll_0"]
+            acc[k][0] += a.n
+            acc[k][1] += t.cpu
+            acc[k][2] += t.wall
+    out = {}
+    for k, (n, cpu, wall) in acc.items():
+        out[f"preroll_{k}"] = {"frames": n, "cpu_s": round(cpu, 3), "wall_s": round(wall, 3),
+                               "fps_per_core": round(n / max(cpu, 1e-9), 1)}
+    on, off = out[f"preroll_{ks[0]}"], out["preroll_0"]
     out["cost_ms_per_frame_cpu"] = round(1000 * (on["cpu_s"] / on["frames"] - off["cpu_s"] / off["frames"]), 3)
     out["segments"], out["segment_s"] = n_segments, seg_s
     return out
@@ -221,6 +227,8 @@ def bench_workers(clip: Path, seconds: float, k: int) -> dict:
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--clip", type=Path, help="a video to use instead of the generated long clip")
+    ap.add_argument("--sample-clip", default="talk_03",
+                    help="generated clip to loop: talk_03 (1280x720, decoded and downscaled) or talk_01 (640x360)")
     ap.add_argument("--minutes", type=float, default=10.0, help="length of the generated 720p clip")
     ap.add_argument("--seconds", type=float, default=60.0, help="span for the throughput figures")
     ap.add_argument("--landmarker-seconds", type=float, default=20.0, help="frames held in memory for it")
@@ -234,7 +242,7 @@ def main(argv=None) -> dict:
 
     cfg = load_config().faces
     with tempfile.TemporaryDirectory(prefix="bench-faces-") as td:
-        clip = args.clip or make_long_clip(Path(td) / "long.mp4", args.minutes)
+        clip = args.clip or make_long_clip(Path(td) / "long.mp4", args.minutes, args.sample_clip)
         from pipeline.media import probe
 
         info = probe(clip)

@@ -84,18 +84,24 @@ def distance(a: np.ndarray, b: np.ndarray) -> float:
 
 class IdentityCheck:
     """Per-track history of signatures; `jump(sig)` = distance to the median of the signatures from
-    `lag` to `lag + window` frames back (the whole history while it is shorter)."""
+    `lag` to `lag + window` frames back (the whole history while it is shorter). The median is
+    refreshed every `refresh` frames: the reference moves slowly, and this halves the check's cost."""
 
-    def __init__(self, lag: int = 8, window: int = 12):
-        self.lag, self.window = int(lag), int(window)
+    def __init__(self, lag: int = 8, window: int = 12, refresh: int = 4):
+        self.lag, self.window, self.refresh = int(lag), int(window), int(refresh)
         self.hist: deque = deque(maxlen=self.lag + self.window)
+        self._ref: np.ndarray | None = None
+        self._age = 0
 
     def jump(self, sig: np.ndarray) -> float:
         if len(self.hist) < 3:
             return 0.0
-        h = list(self.hist)
-        ref = h[:max(3, len(h) - self.lag)]
-        return distance(sig, np.median(np.stack(ref), axis=0))
+        if self._ref is None or self._age >= self.refresh:
+            h = list(self.hist)
+            self._ref = np.median(np.stack(h[:max(3, len(h) - self.lag)]), axis=0)
+            self._age = 0
+        return distance(sig, self._ref)
 
     def add(self, sig: np.ndarray) -> None:
         self.hist.append(sig)
+        self._age += 1
