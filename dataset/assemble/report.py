@@ -14,6 +14,7 @@ from matplotlib.figure import Figure
 
 from pipeline.formats.dataset import SPLITS
 from pipeline.atomic import atomic_path, write_text
+from pipeline.formats.track import has_track, read_track
 
 COLORS = {"train": "#4C72B0", "dev": "#DD8452", "test": "#55A868"}
 STATUS_COLORS = {"ok": "#55A868", "skipped": "#DDAA33", "failed": "#C44E52"}
@@ -116,10 +117,9 @@ def make_thumbnail(video_path: str, start: float, end: float, faces_dir: str, si
             break
     if frame is None:
         raise RuntimeError(f"no frame decoded at {mid:.2f} s of {video_path}")
-    tp = Path(faces_dir) / "track.npz" if faces_dir else None
-    if tp is not None and tp.is_file():
-        with np.load(tp, allow_pickle=False) as z:
-            t, box, valid = z["t"], z["box"], z["valid"].astype(bool)
+    if faces_dir and has_track(faces_dir):
+        z = read_track(faces_dir, keys=("box", "valid"))
+        t, box, valid = z["t"], z["box"], z["valid"].astype(bool)
         if len(t):
             cand = np.flatnonzero(valid) if valid.any() else np.arange(len(t))
             i = cand[np.argmin(np.abs(t[cand] - (mid - start)))]

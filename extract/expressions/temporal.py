@@ -5,7 +5,7 @@ Masks: `valid` = measured from a real face (after resampling: both neighbouring 
 valid); `filled` = a gap of at most `max_gap` frames between valid frames, linearly interpolated.
 `usable = valid | filled`; smoothing runs independently on each contiguous usable run, and every
 frame that is not usable is NaN in both `raw` and `smooth` (never invented). Smoothed values are
-clipped to the code space's value bounds: Savitzky-Golay overshoots on fast real movements
+clipped to the code space's value bounds (pipeline/codespaces.py): Savitzky-Golay overshoots on fast real movements
 (mouthLowerDown -0.10 from raw codes in [0, 1]), and a value the code space cannot hold is an
 artefact of the filter, not an expression."""
 from __future__ import annotations
@@ -17,16 +17,6 @@ import numpy as np
 
 # Two timestamps closer than this share of a frame period are the same frame.
 _SAME_FRAME = 1e-3
-
-# MERGE: value bounds per code space belong to the code-space registry (pipeline/codespaces.py);
-# this local copy goes when it lands. arkit52 blendshape scores are in [0, 1]; flame53 expression
-# and jaw parameters have no hard bounds (None: not clipped).
-VALUE_BOUNDS: dict[str, tuple[float, float] | None] = {"arkit52": (0.0, 1.0), "flame53": None}
-
-
-def value_bounds(code_space: str | None) -> tuple[float, float] | None:
-    return VALUE_BOUNDS.get(code_space) if code_space else None
-
 
 @dataclass
 class TemporalResult:
