@@ -319,3 +319,14 @@ def make_clips(dest: Path, names: list[str] | None = None, photo_dir: Path | Non
 
 __all__ = ["photos", "make_clips", "CLIPS", "FACE_BOX", "Photo", "place", "render", "Layer",
            "PhotosUnavailable", "cache_dir"]
+
+
+if __name__ == "__main__":   # python -m testdata.realclips DIR [NAME ...]
+    import argparse
+
+    ap = argparse.ArgumentParser(description="Render the real-photo regression clips (mp4 + truth.json).")
+    ap.add_argument("dest", type=Path)
+    ap.add_argument("names", nargs="*", help=f"clips to make (default all: {', '.join(CLIPS)})")
+    a = ap.parse_args()
+    for n, p in make_clips(a.dest, a.names or None).items():
+        print(n, p)
