@@ -149,7 +149,8 @@ def check(q: dict, cfg) -> tuple[Reason, str] | None:
                                      f"below min_presence {cfg.min_presence:.0%}")
     if q.get("coverage", 1.0) < cfg.min_coverage:
         return Reason.LOW_COVERAGE, (f"kept face covers {q['coverage']:.0%} of the utterance "
-                                     f"({q['covered_from_s']:.2f}-{q['covered_to_s']:.2f} s of {q['n_frames']} frames), "
+                                     f"({q['covered_from_s']:.2f}-{q['covered_to_s']:.2f} s of "
+                                     f"{q['n_frames']} frames), "
                                      f"below min_coverage {cfg.min_coverage:.0%}")
     for name, lim in (("yaw", cfg.max_abs_yaw), ("pitch", cfg.max_abs_pitch), ("roll", cfg.max_abs_roll)):
         if q[f"{name}_abs_median"] > lim:

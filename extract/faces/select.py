@@ -93,7 +93,8 @@ def decide(tracks: list[dict], n: int, policy: str, cfg, scale: float,
         if stats.get("small_detections"):
             return Decision(None, Reason.FACE_TOO_SMALL,
                             f"only faces below the detector limit min_face_px {min_px} px (analysis size) "
-                            f"in {n} frames: largest {stats.get('small_detection_px_max', 0):.0f} px", fig)
+                            f"in {n} frames: largest {stats.get('small_detection_px_max', 0):.0f} px in the "
+                            f"source", fig)
         if stats.get("unconfirmed_detections"):
             return Decision(None, Reason.BRIEF_FACE,
                             f"{stats['unconfirmed_detections']} detection(s) in {n} frames that the landmarker "
