@@ -99,6 +99,16 @@ def bench_flame53(args) -> list[dict]:
                     "ms_per_batch": round(1000 * dt / iters, 2)})
     if dev.type == "cuda":
         results[-1]["max_mem_gib"] = round(torch.cuda.max_memory_allocated(dev) / 2**30, 2)
+    if dev.type == "cuda" and args.precision != "fp32":
+        # the lower precision's error against fp32 (the default, as EMOCA runs) on the same crops
+        ref = m.predict(crops, B, "fp32", args.channels_last)
+        low = m.predict(crops, B, args.precision, args.channels_last)
+        err = {}
+        for k in ("exp", "pose"):
+            d = np.abs(low[k] - ref[k])
+            err[k] = {"max_abs": round(float(d.max()), 5), "mean_abs": round(float(d.mean()), 5),
+                      "rel_to_sd": round(float(d.mean() / (ref[k].std() + 1e-12)), 5)}
+        results.append({**base, "measure": f"{args.precision}_vs_fp32", "error": err})
     if tmp is not None:
         tmp.cleanup()
     return results
@@ -151,7 +161,8 @@ def main(argv=None) -> int:
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--iters", type=int, default=0, help="timed batches (default 3 on CPU, 30 on CUDA)")
     ap.add_argument("--warmup", type=int, default=-1, help="untimed batches (default 1 on CPU, 5 on CUDA)")
-    ap.add_argument("--precision", default="bf16", choices=["bf16", "fp16", "fp32"])
+    ap.add_argument("--precision", default="fp32", choices=["bf16", "fp16", "fp32"],
+                    help="bf16/fp16 also report their error against fp32 (CUDA)")
     ap.add_argument("--no-channels-last", dest="channels_last", action="store_false")
     ap.add_argument("--compile", action="store_true", help="also torch.compile the network (CUDA)")
     ap.add_argument("--threads", type=int, default=0, help="CPU threads (default: torch's)")

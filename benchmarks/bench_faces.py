@@ -6,7 +6,10 @@
 Figures, all from one run:
   decode      frames/s of pipeline.media.decode alone (25 fps, longest side 640)
   landmarker  frames/s of the crop landmarker alone on frames decoded beforehand (boxes known)
-  stage       frames/s of extract.faces.stage.analyse (decode + cuts + detector + tracker + landmarker)
+  stage       frames/s of extract.faces.stage.analyse (decode + cuts + detector + tracker + landmarker +
+              identity check), the same span with the identity check off, and its ratio to landmarker
+  identity    the identity check alone: ms per tracked frame (signature + jump) on pre-decoded frames
+  preroll     the cut detector's pre-roll: CPU per frame over short segments (3 s) with and without it
   memory      peak RSS of a process running analyse() over the whole long clip
   workers     total frames/s with 2 processes vs 1 (each process analyses the same span)
 
@@ -51,13 +54,13 @@ class Timer:
         self.cpu = cpu_seconds() - self.c0
 
 
-def make_long_clip(dest: Path, minutes: float) -> Path:
+def make_long_clip(dest: Path, minutes: float, name: str = "talk_03") -> Path:
     from pipeline.media import ffmpeg_exe
     from testdata.samplegen import make_sample
 
     sample = make_sample(dest.parent / "sample", parts=["folder"])
-    src = dest.parent / "sample" / "folder" / "talk_03.mp4"
-    dur = next(c["duration"] for c in sample["clips"] if c["path"].endswith("talk_03.mp4"))
+    src = dest.parent / "sample" / "folder" / f"{name}.mp4"
+    dur = next(c["duration"] for c in sample["clips"] if c["path"].endswith(f"{name}.mp4"))
     loops = int(np.ceil(minutes * 60 / dur))
     subprocess.run([ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y", "-stream_loop", str(loops - 1),
                     "-i", str(src), "-t", f"{minutes * 60:.3f}", "-c", "copy", str(dest)], check=True)
@@ -119,6 +122,63 @@ def bench_stage(clip: Path, seconds: float, cfg) -> dict:
     return out
 
 
+def bench_stage_off(clip: Path, seconds: float, cfg) -> dict:
+    """The whole stage with the identity check off (its cost is the difference to `stage`)."""
+    return bench_stage(clip, seconds, cfg.model_copy(update={"identity_max_jump": 0.0}))
+
+
+def bench_identity(clip: Path, seconds: float, cfg) -> dict:
+    """signature() + IdentityCheck.jump() per tracked frame, timed alone on frames decoded beforehand."""
+    from extract.faces.identity import IdentityCheck, signature
+    from extract.faces.stage import load_models
+    from pipeline.media import decode
+
+    det, lm = load_models(cfg)
+    frames = np.concatenate([b.frames for b in decode(clip, 0.0, seconds, fps=cfg.analysis_fps,
+                                                      max_side=cfg.max_side)])
+    box, lms = det.detect(frames[0])[0], []
+    for f in frames:
+        r = lm.run(f, box)
+        if r is not None:
+            box = r.box
+        lms.append(r.landmarks if r is not None else lms[-1])
+    ic = IdentityCheck()
+    with Timer() as t:
+        for f, x in zip(frames, lms):
+            sig = signature(f, x)
+            ic.jump(sig)
+            ic.add(sig)
+    out = rate(len(frames), t)
+    out["ms_per_frame_cpu"] = round(1000 * t.cpu / len(frames), 3)
+    return out
+
+
+def bench_preroll(clip: Path, cfg, n_segments: int = 12, seg_s: float = 3.0) -> dict:
+    """CPU per analysed frame over short segments with the pre-roll (default) and without it, the two
+    alternating segment by segment so a busy neighbour weighs on both alike."""
+    from extract.faces.stage import analyse, load_models
+
+    load_models(cfg)
+    ks = (cfg.shot_preroll_frames, 0)
+    acc = {k: [0, 0.0, 0.0] for k in ks}     # frames, cpu, wall
+    for j in range(n_segments):
+        for k in (ks if j % 2 == 0 else ks[::-1]):
+            c = cfg.model_copy(update={"shot_preroll_frames": k})
+            with Timer() as t:
+                a = analyse(clip, 1.0 + j * seg_s, 1.0 + (j + 1) * seg_s, c)
+            acc[k][0] += a.n
+            acc[k][1] += t.cpu
+            acc[k][2] += t.wall
+    out = {}
+    for k, (n, cpu, wall) in acc.items():
+        out[f"preroll_{k}"] = {"frames": n, "cpu_s": round(cpu, 3), "wall_s": round(wall, 3),
+                               "fps_per_core": round(n / max(cpu, 1e-9), 1)}
+    on, off = out[f"preroll_{ks[0]}"], out["preroll_0"]
+    out["cost_ms_per_frame_cpu"] = round(1000 * (on["cpu_s"] / on["frames"] - off["cpu_s"] / off["frames"]), 3)
+    out["segments"], out["segment_s"] = n_segments, seg_s
+    return out
+
+
 def _memory_child(clip: str, q) -> None:
     from extract.faces.stage import analyse, evaluate
     from pipeline.config import load_config
@@ -167,11 +227,14 @@ def bench_workers(clip: Path, seconds: float, k: int) -> dict:
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--clip", type=Path, help="a video to use instead of the generated long clip")
+    ap.add_argument("--sample-clip", default="talk_03",
+                    help="generated clip to loop: talk_03 (1280x720, decoded and downscaled) or talk_01 (640x360)")
     ap.add_argument("--minutes", type=float, default=10.0, help="length of the generated 720p clip")
     ap.add_argument("--seconds", type=float, default=60.0, help="span for the throughput figures")
     ap.add_argument("--landmarker-seconds", type=float, default=20.0, help="frames held in memory for it")
     ap.add_argument("--skip-memory", action="store_true")
     ap.add_argument("--skip-workers", action="store_true")
+    ap.add_argument("--skip-preroll", action="store_true")
     ap.add_argument("--json", type=Path, help="also write the figures here")
     args = ap.parse_args(argv)
 
@@ -179,7 +242,7 @@ def main(argv=None) -> dict:
 
     cfg = load_config().faces
     with tempfile.TemporaryDirectory(prefix="bench-faces-") as td:
-        clip = args.clip or make_long_clip(Path(td) / "long.mp4", args.minutes)
+        clip = args.clip or make_long_clip(Path(td) / "long.mp4", args.minutes, args.sample_clip)
         from pipeline.media import probe
 
         info = probe(clip)
@@ -192,8 +255,17 @@ def main(argv=None) -> dict:
         print("landmarker ", res["landmarker"], flush=True)
         res["stage"] = bench_stage(clip, args.seconds, cfg)
         print("stage      ", res["stage"], flush=True)
+        res["stage_identity_off"] = bench_stage_off(clip, args.seconds, cfg)
+        print("stage, identity check off", res["stage_identity_off"], flush=True)
+        res["identity"] = bench_identity(clip, args.landmarker_seconds, cfg)
+        print("identity   ", res["identity"], flush=True)
+        if not args.skip_preroll:
+            res["preroll"] = bench_preroll(clip, cfg)
+            print("preroll    ", res["preroll"], flush=True)
         s, lmk = res["stage"]["fps_per_core"], res["landmarker"]["fps_per_core"]
-        res["ratios"] = {"stage_vs_landmarker": round(s / lmk, 3), "stage_x_realtime_per_core": round(s / REAL_FPS, 2)}
+        res["ratios"] = {"stage_vs_landmarker": round(s / lmk, 3), "stage_x_realtime_per_core": round(s / REAL_FPS, 2),
+                         "stage_identity_off_vs_landmarker": round(res["stage_identity_off"]["fps_per_core"] / lmk, 3),
+                         "identity_share_of_landmarker": round(res["identity"]["ms_per_frame_cpu"] * lmk / 1000, 4)}
         if not args.skip_workers:
             one = bench_workers(clip, args.seconds / 2, 1)
             two = bench_workers(clip, args.seconds / 2, 2)

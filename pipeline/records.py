@@ -42,11 +42,14 @@ class Reason(str, Enum):
     MEDIA_SPAN = "media.span_outside"          # segment span outside the media duration
     # faces
     NO_FACE = "faces.no_face"  # no face found in the segment
+    BRIEF_FACE = "faces.brief_face"  # only a brief face (shorter than min_track_frames) or a detection the landmarker did not confirm
     MULTIPLE_FACES = "faces.multiple_faces"    # strict policy: a second face
-    NO_DOMINANT = "faces.no_dominant_face"  # dominant policy: several faces and none clearly the main one
-    NO_SPEAKER = "faces.speaker_undecided"  # speaker policy: no face's mouth follows the audio by the margin
+    NO_DOMINANT = "faces.no_dominant_face"  # dominant policy: a competing face (not small, not brief), or the main one too rarely on screen
+    NO_SPEAKER = "faces.speaker_undecided"  # speaker policy: competing faces and no usable audio, no moving mouth, or no face's mouth follows the audio by the margin
     LOW_PRESENCE = "faces.low_presence"  # the kept face is visible in too few frames
-    FACE_TOO_SMALL = "faces.too_small"  # the kept face is smaller than the minimum size
+    LOW_COVERAGE = "faces.low_coverage"  # the kept face spans too little of the utterance (the rest would be trimmed)
+    OFF_FRAME = "faces.off_frame"  # the face is cut by the frame edge (box or landmarks outside the picture) too often
+    FACE_TOO_SMALL = "faces.too_small"  # the face is smaller than the minimum size (or only faces below the detector's limit)
     HEAD_POSE = "faces.head_pose"  # head turned too far (yaw/pitch/roll) too often
     BLURRY = "faces.blurry"  # the face crop is too blurred
     JITTER = "faces.jitter"  # landmarks jump between frames more than allowed

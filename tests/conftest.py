@@ -56,3 +56,19 @@ def loopback_server(handler_cls, root: Path):
         srv.shutdown()
         srv.server_close()
         t.join(5)
+
+
+@pytest.fixture(scope="session")
+def real_clips(tmp_path_factory) -> Path:
+    """Regression clips animated from real photographs (testdata/realclips.py), once per session. The
+    photos come from PyPI (`pip download face-recognition==1.3.0`, cached in $WORDSMILE_PHOTOS or
+    ~/.cache/wordsmile); the clips are cached beside them (deterministic, keyed by the generator's
+    version). Without registry access the tests that need them are skipped, saying so."""
+    from testdata.realclips import VERSION, PhotosUnavailable, cache_dir, make_clips
+
+    dest = cache_dir() / f"clips-v{VERSION}"
+    try:
+        make_clips(dest)
+    except PhotosUnavailable as e:
+        pytest.skip(f"real-photo clips unavailable: pip could not fetch the face_recognition sdist ({e})")
+    return dest

@@ -178,6 +178,13 @@ def test_layout_records_and_parquet(built, tmp_path):
                 "emotion", "extractor_versions", "face_presence", "face_yaw_max", "face_policy"):
         assert col in df.columns, col
     assert "video_path" not in df.columns and "codes_dir" not in df.columns
+    # coverage: the share of each utterance's span its frames cover, right after the core columns
+    cov = df["coverage"].to_numpy(float)
+    assert ((cov > 0) & (cov <= 1)).all() and list(df.columns).index("coverage") == 9
+    span = (df["end"] - df["start"]).to_numpy(float)
+    np.testing.assert_allclose(cov, np.minimum(1, df["n_frames"] / df["fps"] / span), atol=1e-4)
+    assert "## Coverage" in (out / "README.md").read_text()
+    assert "hist_coverage.png" in (out / "report.html").read_text()
     row = df[df.sample_id == "v00s0"].iloc[0]
     codes = np.stack(row["codes"])
     assert codes.dtype == np.float32

@@ -168,6 +168,32 @@ def test_smoothing_keeps_length_and_mask(method):
         np.testing.assert_array_equal(res.smooth[valid], noisy[valid])
 
 
+@pytest.mark.parametrize("method", ["savgol", "one_euro"])
+def test_smoothing_stays_inside_the_code_space(method):
+    """A fast real-like mouth movement in [0, 1] (a quick close from wide open): Savitzky-Golay alone
+    undershoots below 0, which assembly's bounds would reject; with the code space's bounds the
+    smoothed codes stay in [0, 1] and equal the unclipped ones wherever those were inside."""
+    n = 40
+    t = np.arange(n) / 25.0
+    x = np.zeros((n, 1), np.float32)
+    x[10:14, 0] = [0.9, 1.0, 0.95, 0.0]      # open, then shut within one frame
+    x[20:23, 0] = [1.0, 0.0, 1.0]
+    valid = np.ones(n, bool)
+    cfg = load_config(None, [f"expressions.smoothing={method}"]).expressions
+    free, _ = temporal.process(t, x, valid, 25.0, cfg)
+    from pipeline.codespaces import code_space
+
+    bounds = code_space("arkit52").bounds
+    res, _ = temporal.process(t, x, valid, 25.0, cfg, bounds=bounds)
+    assert bounds == (0.0, 1.0) and code_space("flame53").bounds is None
+    assert res.smooth.min() >= 0.0 and res.smooth.max() <= 1.0
+    inside = (free.smooth >= 0) & (free.smooth <= 1)
+    np.testing.assert_array_equal(res.smooth[inside], free.smooth[inside])
+    if method == "savgol":
+        assert free.smooth.min() < -0.05       # the overshoot the bounds remove (the test can fail)
+    assert res.params["clipped_to"] == [0.0, 1.0]
+
+
 # ----------------------------------------------------------------------------- rig
 
 def test_rig_beats_the_mean_mesh_and_round_trips(tmp_path):

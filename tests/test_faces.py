@@ -291,3 +291,200 @@ def test_no_face_segment(sample_dir, workspace):
     rec = run_faces(_seg(p, 2.1, 2.9), _ctx(workspace))
     assert rec.status is Status.SKIPPED and rec.reason is Reason.NO_FACE
     assert 18 <= rec.figures["n_frames"] <= 21 and f"any of {rec.figures['n_frames']} frames" in rec.detail
+
+
+# ------------------------------------------------------------------ real photographs (testdata/realclips.py)
+
+def _real(real_clips, name, seg="whole", **cfg_update):
+    """(truth, Analysis, {policy: evaluate(...)}) of one segment of a real-photo clip."""
+    from extract.faces.stage import analyse, evaluate
+
+    p = real_clips / f"{name}.mp4"
+    truth = json.loads(p.with_suffix(".truth.json").read_text())
+    a0, b0 = truth["segments"][seg]
+    cfg = CFG.model_copy(update=cfg_update)
+    a = analyse(p, a0, b0, cfg)
+    loud = _loud_span(p, a0, b0, a)
+    return truth, a, {pol: evaluate(a, cfg.model_copy(update={"policy": pol}), loud)
+                      for pol in ("strict", "dominant", "speaker")}
+
+
+def _loud_span(path, start, end, a):
+    from extract.faces.select import loudness_envelope
+    from pipeline.media import probe, read_audio
+
+    if not probe(path).has_audio:
+        return lambda: None
+    return lambda: loudness_envelope(read_audio(path, start, end, 16000), 16000, a.t, a.fps)
+
+
+def _identities(truth, a, seg, frames) -> set:
+    """The true identities on the given segment frames (by the frame's time in the clip)."""
+    t0 = truth["segments"][seg][0]
+    out = set()
+    for f in frames:
+        i = int(round((t0 + a.t[f]) * truth["fps"]))
+        out |= {x["id"] for x in truth["faces"][i]}
+    return out
+
+
+@pytest.mark.parametrize("k", [0, 1, 5, 10, 20])
+def test_real_cut_never_joins_two_people(real_clips, k):
+    """Obama cut to Biden on frame k of the segment: the cut is found on exactly that frame (k = 0
+    through the pre-roll), no track crosses it, and any sample kept by any policy shows one person."""
+    seg = f"cut_at_{k}"
+    truth, a, out = _real(real_clips, "cut", seg)
+    assert a.cuts == [k] and a.stats["preroll_frames"] >= 1
+    for tr in a.tracks:
+        assert not (tr.frames[0] < k <= tr.frames[-1]), "a track crosses the cut"
+    for pol, (dec, d, figs, fail) in out.items():
+        if fail is None:
+            kept = np.flatnonzero(d["valid"])
+            assert len(_identities(truth, a, seg, kept)) == 1, pol
+            assert figs["coverage"] >= CFG.min_coverage
+    # a kept sample covers its utterance; a cut 5 frames in leaves 88%: rejected for coverage, not kept
+    if k == 5:
+        assert out["speaker"][3][0] is Reason.LOW_COVERAGE and "covers 88%" in out["speaker"][3][1]
+    if k in (10, 20):   # two people, each long enough to compete, no audio: nobody is kept
+        assert out["speaker"][3][0] is Reason.NO_SPEAKER and "competing face" in out["speaker"][3][1]
+        assert out["dominant"][3][0] is Reason.NO_DOMINANT
+
+
+def test_real_cut_without_preroll_is_still_split(real_clips):
+    """A cut the detector misses (here: its threshold out of reach; in real footage a second cut within
+    the minimum shot length, a dissolve, the tracker hopping faces): the identity check alone splits."""
+    truth, a, out = _real(real_clips, "cut", "cut_at_10", shot_threshold=1e3)
+    assert a.cuts == [] and a.stats["identity_splits"] == 1
+    for tr in a.tracks:
+        assert len(_identities(truth, a, "cut_at_10", tr.frames)) == 1
+    assert all(fail is not None for _, _, _, fail in out.values())
+    # the check off: the old failure, one track from Obama onto Biden (so the test can fail)
+    truth, a, _ = _real(real_clips, "cut", "cut_at_10", shot_threshold=1e3, identity_max_jump=0.0)
+    assert len(a.tracks) == 1 and len(_identities(truth, a, "cut_at_10", a.tracks[0].frames)) == 2
+
+
+def test_real_crossfade_split_by_identity(real_clips):
+    truth, a, out = _real(real_clips, "crossfade")
+    assert a.cuts == [] and a.stats["identity_splits"] >= 1
+    f0, f1 = truth["fade"]
+    for tr in a.tracks:   # outside the dissolve each track shows one person
+        clean = [f for f in tr.frames if not f0 <= f < f1]
+        assert len(_identities(truth, a, "whole", clean)) <= 1
+    assert all(fail is not None for _, _, _, fail in out.values())
+
+
+def test_real_two_faces_not_kept_by_speaker(real_clips):
+    truth, a, out = _real(real_clips, "two_faces")
+    assert len(a.tracks) == 2
+    assert out["strict"][3][0] is Reason.MULTIPLE_FACES
+    assert out["dominant"][3][0] is Reason.NO_DOMINANT
+    assert out["speaker"][3][0] is Reason.NO_SPEAKER and "no usable audio" in out["speaker"][3][1]
+    # with a voice on the audio: neither still mouth moves, so the correlation cannot decide
+    truth, a, out = _real(real_clips, "two_faces_voice")
+    dec, d, figs, fail = out["speaker"]
+    assert fail[0] is Reason.NO_SPEAKER and "mouth moves" in fail[1]
+    assert max(figs["speaker_mouth_sd"].values()) < CFG.speaker_min_mouth_sd
+
+
+@pytest.mark.parametrize("clip, reason, words", [
+    ("edge", Reason.OFF_FRAME, "cut by the frame edge"),
+    ("small", Reason.FACE_TOO_SMALL, "px"),
+    ("no_face", Reason.NO_FACE, "no face"),
+    ("brief", Reason.BRIEF_FACE, "brief"),
+])
+def test_real_rejections_have_specific_reasons(real_clips, clip, reason, words):
+    truth, a, out = _real(real_clips, clip)
+    for pol in ("dominant", "speaker"):
+        fail = out[pol][3]
+        assert fail is not None and fail[0] is reason and words in fail[1], (pol, fail)
+
+
+def test_real_talking_face_kept_with_its_figures(real_clips):
+    truth, a, out = _real(real_clips, "talk")
+    dec, d, figs, fail = out["speaker"]
+    assert fail is None
+    assert figs["coverage"] == 1.0 and figs["off_frame_share"] == 0.0
+    assert figs["identity_jump_max"] < CFG.identity_max_jump / 3 and a.stats["identity_splits"] == 0
+    for k in np.flatnonzero(d["valid"])[::10]:
+        assert _iou(d["box"][k] / a.scale, truth["faces"][k][0]["box"]) > 0.5
+
+
+# ------------------------------------------------------------------ policies and cuts without models
+
+def _track(n, frames, size=100.0, jaw=None, x=0.0):
+    v = np.zeros(n, bool)
+    v[frames] = True
+    bs = np.zeros((n, 52), np.float32)
+    if jaw is not None:
+        bs[:, BLENDSHAPE_INDEX["jawOpen"]] = jaw
+    box = np.tile(np.array([x, 0, x + size, size], np.float32), (n, 1))
+    return {"valid": v, "box": box, "blendshapes": bs}
+
+
+def test_speaker_never_keeps_what_dominant_rejects_for_a_competing_face():
+    """A second face as large as the first on screen for 20% of the frames: dominant rejects it, and
+    speaker does too unless the audio decides (the old 'single candidate face' kept it)."""
+    from extract.faces.select import decide
+
+    n = 100
+    tracks = [_track(n, np.arange(100)), _track(n, np.arange(20), x=300)]
+    for pol in ("dominant", "speaker"):
+        dec = decide(tracks, n, pol, CFG.model_copy(update={"policy": pol}), 1.0, lambda: None)
+        assert dec.keep is None, pol
+    # the audio follows face 0's mouth, face 1 moves its mouth otherwise: face 0 wins
+    t = np.arange(n)
+    talk = 0.3 + 0.25 * np.sin(t / 3.0)
+    env = -40 + 20 * talk
+    tracks = [_track(n, np.arange(100), jaw=talk), _track(n, np.arange(20), x=300, jaw=0.3 + 0.2 * np.cos(t / 1.3))]
+    dec = decide(tracks, n, "speaker", CFG, 1.0, lambda: env)
+    assert dec.keep == 0 and dec.reason is Reason.OK
+    # a mouth that barely moves (sd 0.003) cannot win, however well it correlates
+    still = 0.3 + 0.004 * np.sin(t / 3.0)
+    tracks = [_track(n, np.arange(100), jaw=still), _track(n, np.arange(40), x=300)]
+    dec = decide(tracks, n, "speaker", CFG, 1.0, lambda: -40 + 20 * still)
+    assert dec.keep is None and "mouth moves" in dec.detail
+
+
+def test_shot_detector_cut_near_segment_start():
+    from extract.faces.shots import ShotDetector
+
+    a = np.zeros((36, 64, 3), np.uint8)
+    b = np.full((36, 64, 3), 200, np.uint8)
+    for k in (1, 3):
+        sd = ShotDetector(27.0, 15)
+        for i in range(10):
+            sd.update(a if i < k else b)
+        assert sd.cuts == [k]
+    sd = ShotDetector(27.0, 15)
+    sd.prime(a)              # the frame before the segment
+    for i in range(5):
+        sd.update(b)
+    assert sd.cuts == [0]
+
+
+def test_off_frame_share_per_frame():
+    from extract.faces.quality import outside_share
+
+    box = np.array([[-20, 0, 80, 100], [10, 10, 90, 90]], np.float32)
+    lm = np.zeros((2, 478, 3), np.float32)
+    lm[0, :48, 0] = -5     # 10% of the landmarks left of the frame
+    lm[0, 48:, 0] = 50
+    lm[1, :, 0] = 50
+    np.testing.assert_allclose(outside_share(box, lm, (640, 360)), [0.2, 0.0], atol=1e-6)
+
+
+def test_deca_crop_is_emocas_warp():
+    """The crop equals skimage's similarity warp of EMOCA's DECA crop (int size, corners onto 0..223)."""
+    from skimage.data import astronaut
+    from skimage.transform import estimate_transform, warp
+
+    from extract.faces.crops import crop_frames
+
+    img = astronaut()
+    cx, cy, size = 223.3, 131.7, 187.6
+    s = int(size)
+    src = np.array([[cx - s / 2, cy - s / 2], [cx - s / 2, cy + s / 2], [cx + s / 2, cy - s / 2]])
+    tform = estimate_transform("similarity", src, np.array([[0, 0], [0, 223], [223, 0]]))
+    ref = warp(img / 255.0, tform.inverse, output_shape=(224, 224)) * 255
+    ours = crop_frames(img[None], np.array([[cx, cy, size]]))[0].astype(np.float64)
+    assert np.abs(ours - ref).mean() < 0.6 and np.percentile(np.abs(ours - ref), 99) < 3

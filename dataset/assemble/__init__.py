@@ -50,6 +50,13 @@ def face_columns(faces_dir: str) -> dict[str, Any]:
     return out
 
 
+def coverage(n_frames: int, fps: float, start: float, end: float) -> float:
+    """Share of the utterance [start, end) that the sample's frames cover (faces.min_coverage rejects low
+    ones upstream; the expression stage may trim a few more frames without a usable code)."""
+    span = end - start
+    return round(min(1.0, n_frames / fps / span), 4) if span > 0 and fps > 0 else 0.0
+
+
 def _coerce_face(df: pd.DataFrame) -> pd.DataFrame:
     """One Arrow type per face_* column: numbers stay numbers, anything mixed becomes text."""
     for c in [c for c in df.columns if c.startswith("face_")]:
@@ -73,6 +80,7 @@ def samples_table(kept, ratios: list[float], salt: str) -> pd.DataFrame:
         r = {"sample_id": str(row["segment_id"]), "split": split, "text": " ".join(str(row["text"]).split()),
              "codes": c.codes, "n_frames": int(c.codes.shape[0]), "fps": float(c.fps),
              "duration": float(c.codes.shape[0] / c.fps), "valid_ratio": float(c.valid.mean()),
+             "coverage": coverage(c.codes.shape[0], c.fps, float(row["start"]), float(row["end"])),
              "code_space": c.code_space, "start": float(row["start"]), "end": float(row["end"]),
              "official_split": str(row.get("split") or ""), "split_method": method,
              "extractor_versions": json.dumps(c.meta, sort_keys=True, default=str)}
@@ -83,9 +91,10 @@ def samples_table(kept, ratios: list[float], salt: str) -> pd.DataFrame:
         rows.append(r)
     if not rows:
         from pipeline.formats.dataset import CORE_COLUMNS, PROVENANCE_COLUMNS
-        return pd.DataFrame({c: pd.Series(dtype=float if c in ("fps", "duration", "valid_ratio", "start", "end")
+        return pd.DataFrame({c: pd.Series(dtype=float if c in ("fps", "duration", "valid_ratio", "coverage", "start",
+                                                               "end")
                                           else int if c == "n_frames" else object)
-                             for c in CORE_COLUMNS + PROVENANCE_COLUMNS})
+                             for c in CORE_COLUMNS + ["coverage"] + PROVENANCE_COLUMNS})
     return _coerce_face(pd.DataFrame(rows))
 
 

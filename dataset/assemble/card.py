@@ -88,6 +88,18 @@ def _table(header: list[str], rows: list[list]) -> str:
     return "\n".join(out)
 
 
+def _coverage_text(df: pd.DataFrame) -> str:
+    """How much of each utterance the codes cover (`coverage` column)."""
+    if "coverage" not in df.columns or df.empty:
+        return "No coverage figures (no samples)."
+    c = df["coverage"].astype(float)
+    return (f"The `coverage` column is the share of each utterance's span (`start`-`end`) that its frames "
+            f"cover: the kept face's first to last frame, less any frames at the ends without a usable code. "
+            f"Median {c.median():.3f}, minimum {c.min():.3f}; {int((c < 0.999).sum())} of {len(c)} samples "
+            f"cover less than the whole utterance. The face stage rejects samples below `faces.min_coverage` "
+            f"(reason `faces.low_coverage`).")
+
+
 def write_card(out: Path, meta: dict, df: pd.DataFrame) -> Path:
     from pipeline.config import describe
     from pipeline.config.assemble import AssembleConfig
@@ -147,6 +159,10 @@ A source's official split is kept; otherwise whole videos are assigned by a hash
 ## Sources and licences
 
 {sources}
+
+## Coverage
+
+{_coverage_text(df)}
 
 ## Code space
 

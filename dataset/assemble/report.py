@@ -171,6 +171,9 @@ def write_report(out: Path, meta: dict, df: pd.DataFrame, cfg, media: dict | Non
                        "words", rd / "hist_words.png", vline=cfg.max_words, discrete=True),
         "dims": _dim_stats(df, dims, rd / "dim_stats.png"),
     }
+    if "coverage" in df.columns:
+        imgs["coverage"] = _hist(df, "coverage", "coverage of the utterance by the sample's frames", "share",
+                                 rd / "hist_coverage.png")
     funnel_png = _funnel(meta.get("funnel", []), rd / "funnel.png")
     cards = []
     for i, r in enumerate(pick_samples(df, cfg.report_samples).itertuples(index=False)):
@@ -206,12 +209,14 @@ def _html(meta: dict, imgs: dict, funnel_png: str | None, cards: list) -> str:
                           f"<td>{r['count']}</td></tr>" for r in meta.get("funnel", []))
     sample_html = []
     for r, curve, thumb, why in cards:
+        c = getattr(r, "coverage", None)
+        cov = f" · covers {c:.0%} of the utterance" if c is not None and c == c else ""
         t = (f"<img class='thumb' src='{e(thumb)}' alt='face of {e(r.sample_id)}' width='160'>" if thumb
              else f"<p><i>{e(why)}</i></p>" if why else "")
         sample_html.append(
             f"<div class='sample'>{t}<div><p><b>{e(r.text)}</b></p><p>{e(r.sample_id)} · {e(r.split)} · "
             f"{e(r.source_id)}/{e(r.video_id)} · {r.start:.2f}–{r.end:.2f} s · {r.n_frames} frames @ "
-            f"{r.fps:g} fps</p><img src='{e(curve)}' alt='code curves of {e(r.sample_id)}'></div></div>")
+            f"{r.fps:g} fps{cov}</p><img src='{e(curve)}' alt='code curves of {e(r.sample_id)}'></div></div>")
     fig = lambda k, alt: f"<img src='{e(imgs[k])}' alt='{e(alt)}'>"  # noqa: E731
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{e(meta['name'])}: dataset report</title>
@@ -223,6 +228,7 @@ def _html(meta: dict, imgs: dict, funnel_png: str | None, cards: list) -> str:
 <h2>Splits</h2><table><tr><th>split</th><th>samples</th><th>frames</th><th>videos</th></tr>{rows}</table>
 <h2>Lengths</h2>{fig('frames', 'histogram of sequence lengths in frames')}
 {fig('duration', 'histogram of durations in seconds')}{fig('words', 'histogram of text lengths in words')}
+{fig('coverage', 'histogram of utterance coverage') if 'coverage' in imgs else ''}
 <h2>Per-dimension statistics</h2>{fig('dims', 'per-dimension mean and standard deviation')}
 <h2>Sample utterances</h2>{''.join(sample_html) or '<p>No samples.</p>'}
 <h2>Rejection funnel</h2>{f"<img src='{e(funnel_png)}' alt='records per stage and reason'>" if funnel_png else ''}

@@ -327,7 +327,7 @@ class EmocaModel:
                 "exp_deca_global_pose": self.spec.exp_global_pose, "torch": torch.__version__}
 
     @torch.inference_mode()
-    def predict(self, crops: np.ndarray | torch.Tensor, batch_size: int = 64, precision: str = "bf16",
+    def predict(self, crops: np.ndarray | torch.Tensor, batch_size: int = 64, precision: str = "fp32",
                 channels_last: bool = True) -> dict[str, np.ndarray]:
         """crops: (N, H, W, 3) uint8 RGB (or float in [0, 1]) -> {shape, tex, exp, pose, cam, light}
         float32 arrays (N, n). On CUDA: autocast in `precision` and channels-last; CPU runs fp32."""

@@ -22,7 +22,7 @@ from pipeline.records import ItemError, Reason, Record, ok, skipped
 from pipeline.stage import Stage
 
 STAGE = "expressions"
-CODE_VERSION = "1"
+CODE_VERSION = "2"
 
 
 def track_crops(seg: dict, faces_dir: Path, track: dict, cfg, log) -> tuple[np.ndarray, np.ndarray, str]:
@@ -41,7 +41,9 @@ def track_crops(seg: dict, faces_dir: Path, track: dict, cfg, log) -> tuple[np.n
     t_abs = float(seg["start"]) + np.asarray(track["t"], np.float64)
     crops = np.zeros((n, size, size, 3), np.uint8)
     got = np.zeros(n, bool)
-    for fb in decode(seg["video_path"], float(seg["start"]), float(seg["end"]), fps=fps,
+    # from a frame early: the faces stage's grid may include a frame at the very start that a decode
+    # seeking to the start exactly would drop (ffmpeg's fps filter); frames are matched by time
+    for fb in decode(seg["video_path"], max(0.0, float(seg["start"]) - 1.0 / fps), float(seg["end"]), fps=fps,
                      max_side=cfg.decode_max_side or None):
         j = np.searchsorted(t_abs, fb.t).clip(0, max(n - 1, 0))
         jl = (j - 1).clip(0, max(n - 1, 0))
@@ -115,7 +117,8 @@ class ExpressionsStage(Stage):
             return skipped(STAGE, sid, Reason.NO_CODES, f"{backend.name}: no frame of {faces_dir / TRACK_FILE} "
                            f"gave codes ({len(res.valid)} frames)", n_frames=int(len(res.valid)))
         fps_in = float(track["fps"])
-        tp, extra = temporal.process(track["t"], res.codes, res.valid, fps_in, cfg, res.extra)
+        tp, extra = temporal.process(track["t"], res.codes, res.valid, fps_in, cfg, res.extra,
+                                     bounds=backend.space.bounds)
         n_all = len(tp.t)
         lo, hi = 0, n_all
         if cfg.trim_ends:

@@ -4,7 +4,10 @@ smooth. Raw codes, smoothed codes and the masks are all kept.
 Masks: `valid` = measured from a real face (after resampling: both neighbouring source frames were
 valid); `filled` = a gap of at most `max_gap` frames between valid frames, linearly interpolated.
 `usable = valid | filled`; smoothing runs independently on each contiguous usable run, and every
-frame that is not usable is NaN in both `raw` and `smooth` (never invented)."""
+frame that is not usable is NaN in both `raw` and `smooth` (never invented). Smoothed values are
+clipped to the code space's value bounds (pipeline/codespaces.py): Savitzky-Golay overshoots on fast real movements
+(mouthLowerDown -0.10 from raw codes in [0, 1]), and a value the code space cannot hold is an
+artefact of the filter, not an expression."""
 from __future__ import annotations
 
 import math
@@ -14,7 +17,6 @@ import numpy as np
 
 # Two timestamps closer than this share of a frame period are the same frame.
 _SAME_FRAME = 1e-3
-
 
 @dataclass
 class TemporalResult:
@@ -134,8 +136,10 @@ def smoothing_params(cfg, fps: float) -> dict:
 
 
 def process(t: np.ndarray, codes: np.ndarray, valid: np.ndarray, fps_in: float, cfg,
-            extra: dict[str, np.ndarray] | None = None) -> tuple[TemporalResult, dict[str, np.ndarray]]:
-    """Resample (to cfg.fps, or keep fps_in when cfg.fps is 0 or equal), fill gaps, smooth.
+            extra: dict[str, np.ndarray] | None = None, bounds: tuple[float, float] | None = None
+            ) -> tuple[TemporalResult, dict[str, np.ndarray]]:
+    """Resample (to cfg.fps, or keep fps_in when cfg.fps is 0 or equal), fill gaps, smooth, clip the
+    smoothed codes to `bounds` (the code space's value range; None = unbounded).
     `extra` per-frame arrays are resampled and gap-filled the same way (no smoothing)."""
     fps = float(cfg.fps) if cfg.fps else float(fps_in)
     t = np.asarray(t, np.float64)
@@ -160,6 +164,9 @@ def process(t: np.ndarray, codes: np.ndarray, valid: np.ndarray, fps_in: float, 
         sm = one_euro(filled_vals, usable, fps, params["min_cutoff"], params["beta"], params["d_cutoff"])
     else:
         sm = filled_vals.copy()
+    if bounds is not None:
+        sm = np.clip(sm, bounds[0], bounds[1])
+        params["clipped_to"] = [float(bounds[0]), float(bounds[1])]
     sm[~usable] = np.nan
     ex = {k: fill_gaps(v, ok, cfg.max_gap)[0] for k, v in ex.items()}
     return TemporalResult(t_out, fps, raw, sm.astype(np.float32), ok, filled, params), ex

@@ -2,7 +2,8 @@
 
 Modules: detect (full-range BlazeFace), landmarks (Face Landmarker on face crops), shots (cuts on the
 decoded frames), tracks (online tracker, gap bridging, smoothing), select (strict / dominant / speaker
-policies), quality (size, pose, blur, jitter), crops (DECA/EMOCA crops), stage (the stage function).
+policies), quality (size, pose, blur, jitter, off-frame, coverage), identity (per-frame identity
+signature splitting tracks), crops (DECA/EMOCA crops), stage (the stage function).
 """
 
 # The 52 blendshape names (the column order of a track's `blendshapes`) are owned by the code-space registry.

@@ -1,12 +1,13 @@
 """DECA/EMOCA-style face crops: square 1.1·(w+h)/2 × 1.25 around the landmark box, resampled to 224².
 
-Shared with the EMOCA backend (extract/expressions/), which must see the crops its network was trained on.
+Shared with the EMOCA backend (extract/expressions/), which must see the crops its network was trained on,
+so the warp is EMOCA's own: the square's side is truncated to an integer (`size = int(old_size * scale)`)
+and its corners map onto pixel centres 0 and 223 (skimage `estimate_transform('similarity', src, DST_PTS)`
+with `DST_PTS = [[0, 0], [0, 223], [223, 0]]`, bilinear `warp`, black outside).
 """
 from __future__ import annotations
 
 import numpy as np
-
-from extract.faces.landmarks import crop_square
 
 # MediaPipe mesh indices approximating the 68 iBUG points DECA's crops were defined on (jaw line,
 # brows, nose, eyes, mouth; only the extremes matter for the box). The box of the
@@ -34,11 +35,22 @@ def deca_crop_box(landmarks_xy: np.ndarray, scale: float = 1.25) -> tuple[float,
     return float((x0 + x1) / 2), float((y0 + y1) / 2), float(old * scale)
 
 
+def deca_matrix(cx: float, cy: float, size: float, out: int = 224) -> np.ndarray:
+    """2x3 affine frame px → crop px of EMOCA's crop: side int(size), corners onto 0 and out - 1."""
+    side = max(int(size), 1)
+    k = (out - 1) / side
+    x0, y0 = cx - side / 2, cy - side / 2
+    return np.array([[k, 0.0, -k * x0], [0.0, k, -k * y0]], np.float64)
+
+
 def crop_frames(frames: np.ndarray, boxes: np.ndarray, out: int = 224) -> np.ndarray:
     """(N, out, out, 3) uint8 crops of `frames` (N, H, W, 3) at `boxes` (N, 3) = (cx, cy, size) in
-    those frames' pixels; outside the frame is black (as DECA's warp)."""
+    those frames' pixels, warped as EMOCA does (deca_matrix, bilinear); outside the frame is black."""
+    import cv2
+
     boxes = np.asarray(boxes, np.float64)
     res = np.empty((len(frames), out, out, 3), np.uint8)
     for i, (f, (cx, cy, s)) in enumerate(zip(frames, boxes)):
-        res[i] = crop_square(f, cx, cy, s, out)[0]
+        res[i] = cv2.warpAffine(f, deca_matrix(cx, cy, s, out), (out, out), flags=cv2.INTER_LINEAR,
+                                borderMode=cv2.BORDER_CONSTANT)
     return res

@@ -4,9 +4,19 @@
   A cut between two single-face shots passes, as in EmoAva; the longest track is kept.
 - dominant: keep the longest track if it is present in ≥ dominant_min_cover of the frames and every
   other face is small (< other_max_size_ratio × its size) or brief (< other_max_cover of the frames).
-- speaker: if dominant decides, keep that; otherwise the tracks present in ≥ speaker_min_cover of
-  the frames compete: the one whose jawOpen correlates best with the audio loudness envelope wins if
-  its r ≥ speaker_min_r and it beats the runner-up by speaker_margin. Otherwise reject.
+- speaker: if dominant decides, keep that. With no competing face (every other face small or brief)
+  keep the main track and let the quality checks judge its presence and coverage. With a competing
+  face, only the audio may decide: every competing track whose jawOpen moves (sd ≥
+  speaker_min_mouth_sd) gets r = best lagged Pearson r of jawOpen vs the loudness envelope (a still
+  mouth counts r = 0); the best one, present in ≥ speaker_min_cover of the frames, wins if r ≥
+  speaker_min_r and it beats every other competitor by speaker_margin. No usable audio, no moving
+  mouth or no clear winner: rejected. So speaker never keeps what dominant rejects for a competing
+  face without that evidence.
+
+Before any policy, a segment without a usable face gets the most specific reason: faces only below
+the detector's size limit (too small), detections the landmarker did not confirm or tracks shorter
+than min_track_frames and present in under half the frames (brief face; a short utterance whose
+face is there throughout is left to the quality check, track_too_short), nothing at all (no face).
 """
 from __future__ import annotations
 
@@ -73,12 +83,28 @@ def _pct(x: float) -> str:
 
 
 def decide(tracks: list[dict], n: int, policy: str, cfg, scale: float,
-           loudness: Callable[[], np.ndarray | None] | None = None) -> Decision:
-    """Pick the track (index into `tracks`, each a tracks.dense dict) or reject with a reason."""
+           loudness: Callable[[], np.ndarray | None] | None = None, stats: dict | None = None) -> Decision:
+    """Pick the track (index into `tracks`, each a tracks.dense dict) or reject with a reason.
+    `stats`: the tracker's counts (small_detections, small_detection_px_max, unconfirmed_detections)."""
     min_px = cfg.min_face_px
+    stats = stats or {}
     fig: dict = {"policy": policy, "n_tracks": len(tracks)}
     if not tracks:
+        if stats.get("small_detections"):
+            return Decision(None, Reason.FACE_TOO_SMALL,
+                            f"only faces below the detector limit min_face_px {min_px} px (analysis size) "
+                            f"in {n} frames: largest {stats.get('small_detection_px_max', 0):.0f} px in the "
+                            f"source", fig)
+        if stats.get("unconfirmed_detections"):
+            return Decision(None, Reason.BRIEF_FACE,
+                            f"{stats['unconfirmed_detections']} detection(s) in {n} frames that the landmarker "
+                            f"did not confirm as a face (false detections)", fig)
         return Decision(None, Reason.NO_FACE, f"no face of at least {min_px} px in any of {n} frames", fig)
+    n_valid = np.array([int(d["valid"].sum()) for d in tracks])
+    if n_valid.max() < cfg.min_track_frames and n_valid.max() < 0.5 * n:   # brief within the utterance
+        return Decision(None, Reason.BRIEF_FACE,
+                        f"only brief faces: the longest track has landmarks in {n_valid.max()} of {n} frames, "
+                        f"below min_track_frames {cfg.min_track_frames}", fig)
     valid = np.stack([d["valid"] for d in tracks])                       # (k, n)
     sizes = np.stack([_sizes(d) for d in tracks])                         # (k, n) analysis px
     cover = valid.mean(axis=1)
@@ -122,28 +148,39 @@ def decide(tracks: list[dict], n: int, policy: str, cfg, scale: float,
                         f"largest track present in only {_pct(cover[main])} of frames "
                         f"(dominant_min_cover {_pct(cfg.dominant_min_cover)})", fig)
 
-    # speaker: mouth movement vs loudness among the tracks that are on screen long enough
-    cands = [k for k in range(len(tracks)) if cover[k] >= cfg.speaker_min_cover]
+    # speaker: no competing face → the main face (quality checks judge presence and coverage)
     fig["decided_by"] = "speaker"
-    if not cands:
-        return Decision(None, Reason.NO_SPEAKER,
-                        f"no face present in {_pct(cfg.speaker_min_cover)} of frames "
-                        f"(best {_pct(cover.max())})", fig)
-    if len(cands) == 1:
-        return Decision(cands[0], Reason.OK, "single candidate face", fig)
+    if not blockers:
+        if cover[main] < cfg.speaker_min_cover:
+            return Decision(None, Reason.LOW_PRESENCE,
+                            f"the only face is present in {_pct(cover[main])} of frames "
+                            f"(speaker_min_cover {_pct(cfg.speaker_min_cover)})", fig)
+        return Decision(main, Reason.OK, f"one face without competitor, present in {_pct(cover[main])} of frames",
+                        fig)
+    # a competing face: only mouth–audio evidence may decide
+    comp = sorted({main, *blockers, *[k for k in range(len(tracks)) if cover[k] >= cfg.speaker_min_cover]})
+    k = blockers[0]
+    compete = (f"competing face {med[k] / scale:.0f} px (main {med[main] / scale:.0f} px) "
+               f"in {_pct(cover[k])} of frames")
     env = loudness() if loudness is not None else None
     if env is None or len(env) != n or np.ptp(env) < 1e-3:
         return Decision(None, Reason.NO_SPEAKER,
-                        f"{len(cands)} candidate faces and no usable audio to tell the speaker", fig)
-    rs = {}
-    for k in cands:
-        r, lag = lagged_r(tracks[k]["blendshapes"][:, JAW].astype(np.float64), env, valid[k], cfg.speaker_max_lag)
-        rs[k] = (r, lag)
-    fig["speaker_r"] = {str(k): round(v[0], 3) for k, v in rs.items()}
-    ranked = sorted(cands, key=lambda k: -rs[k][0])
-    best = ranked[0]
-    r1 = rs[best][0]
-    r2 = rs[ranked[1]][0] if len(ranked) > 1 else -1.0
+                        f"{compete}, {len(comp)} candidate faces and no usable audio to tell the speaker", fig)
+    sd, rs = {}, {}
+    for k in comp:
+        jaw = tracks[k]["blendshapes"][:, JAW].astype(np.float64)
+        sd[k] = float(jaw[valid[k]].std()) if valid[k].sum() > 1 else 0.0
+        rs[k] = lagged_r(jaw, env, valid[k], cfg.speaker_max_lag)[0] if sd[k] >= cfg.speaker_min_mouth_sd else 0.0
+    fig["speaker_r"] = {str(k): round(v, 3) for k, v in rs.items()}
+    fig["speaker_mouth_sd"] = {str(k): round(v, 4) for k, v in sd.items()}
+    moving = [k for k in comp if sd[k] >= cfg.speaker_min_mouth_sd and cover[k] >= cfg.speaker_min_cover]
+    if not moving:
+        return Decision(None, Reason.NO_SPEAKER,
+                        f"{compete}; no candidate's mouth moves: jawOpen sd at most {max(sd.values()):.3f}, "
+                        f"below speaker_min_mouth_sd {cfg.speaker_min_mouth_sd}", fig)
+    best = max(moving, key=lambda k: rs[k])
+    r1 = rs[best]
+    r2 = max([max(rs[k], 0.0) for k in comp if k != best], default=0.0)
     fig["speaker_margin"] = round(r1 - r2, 3)
     if r1 < cfg.speaker_min_r:
         return Decision(None, Reason.NO_SPEAKER,

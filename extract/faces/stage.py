@@ -16,7 +16,7 @@ from pipeline.records import Reason, Record, Status
 from pipeline.stage import Stage
 
 STAGE = "faces"
-CODE_VERSION = "1"
+CODE_VERSION = "2"
 
 _MODEL_PATHS: dict = {}
 
@@ -47,40 +47,66 @@ class Analysis:
     fps: float
     t: np.ndarray                # (n,) seconds from the segment start
     scale: float                 # analysis px / original px
+    size: tuple                  # (w, h) of the analysed frames
     cuts: list                   # frame indices starting a new shot
     tracks: list                 # extract.faces.tracks.Track
     faces_per_frame: np.ndarray  # (n,) tracked faces with landmarks on each frame
     stats: dict = field(default_factory=dict)
 
 
+def _segment_frames(path, start: float, end: float | None, cfg, max_side: int, info=None):
+    """(frame, t, scale, is_preroll) for the segment's analysis frames, preceded by the pre-roll.
+
+    With a pre-roll the decode starts `shot_preroll_frames` + 1 frame periods early (ffmpeg's fps
+    filter may drop the first one after a seek); frames before start - half a period are the
+    pre-roll. Every decode of a segment (analysis, crops) goes through here, so all of them see the
+    same frame grid."""
+    from pipeline.media import decode
+
+    period = 1.0 / cfg.analysis_fps
+    k = cfg.shot_preroll_frames
+    d_start = max(0.0, start - (k + 1) * period) if k > 0 else start
+    for batch in decode(path, d_start, end, fps=cfg.analysis_fps, max_side=max_side, info=info):
+        for frame, tt in zip(batch.frames, batch.t):
+            yield frame, float(tt), batch.scale, bool(k > 0 and tt < start - 0.5 * period)
+
+
 def analyse(path, start: float, end: float | None, cfg, info=None) -> Analysis:
-    """Decode [start, end) once and track every face in it."""
+    """Decode [start, end) once and track every face in it. The decode starts a few frames early
+    (_segment_frames): the pre-roll only shows the cut detector what came before the segment, so a
+    cut on the segment's first frame splits like any other."""
     from extract.faces.shots import ShotDetector
     from extract.faces.tracks import Tracker
-    from pipeline.media import decode
 
     detector, landmarker = load_models(cfg)
     shots = ShotDetector(cfg.shot_threshold, max(1, int(round(cfg.shot_min_len_s * cfg.analysis_fps))))
     tracker = Tracker(detector, landmarker, cfg.detect_every, cfg.min_face_px, cfg.link_iou, cfg.merge_iou,
-                      cfg.max_gap)
-    ts, scale, i = [], 1.0, 0
-    for batch in decode(path, start, end, fps=cfg.analysis_fps, max_side=cfg.max_side, info=info):
-        scale = batch.scale
-        for frame, tt in zip(batch.frames, batch.t):
-            _, cut = shots.update(frame)
-            if cut:
-                tracker.cut()
-            tracker.step(i, frame)
-            ts.append(tt - start)
-            i += 1
+                      cfg.max_gap, cfg.identity_max_jump)
+    ts, scale, i, pre = [], 1.0, 0, 0
+    size = (0, 0)
+    for frame, tt, scale, is_pre in _segment_frames(path, start, end, cfg, cfg.max_side, info):
+        if is_pre:          # pre-roll: seen by the cut detector only
+            shots.prime(frame)
+            pre += 1
+            continue
+        size = (frame.shape[1], frame.shape[0])
+        _, cut = shots.update(frame)
+        if cut:
+            tracker.cut()
+        tracker.step(i, frame)
+        ts.append(tt - start)
+        i += 1
     tracks = tracker.finish()
     per_frame = np.zeros(i, int)
     for tr in tracks:
         per_frame[np.asarray(tr.frames, int)] += 1
-    return Analysis(n=i, fps=cfg.analysis_fps, t=np.asarray(ts, np.float64), scale=scale, cuts=shots.cuts,
-                    tracks=tracks, faces_per_frame=per_frame,
+    return Analysis(n=i, fps=cfg.analysis_fps, t=np.asarray(ts, np.float64), scale=scale, size=size,
+                    cuts=shots.cuts, tracks=tracks, faces_per_frame=per_frame,
                     stats={"n_detect": tracker.n_detect, "n_landmark": tracker.n_landmark,
-                           "unconfirmed_detections": tracker.unconfirmed})
+                           "unconfirmed_detections": tracker.unconfirmed,
+                           "small_detections": tracker.small,
+                           "small_detection_px_max": round(tracker.small_px_max / scale, 1),
+                           "identity_splits": tracker.identity_splits, "preroll_frames": pre})
 
 
 def _output_arrays(d: dict, a: Analysis, cfg) -> dict:
@@ -100,7 +126,6 @@ def crops_for(path, start, end, arrays: dict, cfg, info=None) -> np.ndarray:
     """DECA crops of the kept track: a second decode at crop_max_side (sharper than analysis frames)."""
     from extract.faces.crops import crop_frames, deca_crop_box
     from extract.faces.tracks import smooth_boxes
-    from pipeline.media import decode
 
     lm = arrays["landmarks"].astype(np.float32)
     boxes = np.array([deca_crop_box(x[:, :2]) for x in lm], np.float64)
@@ -108,13 +133,13 @@ def crops_for(path, start, end, arrays: dict, cfg, info=None) -> np.ndarray:
     n = len(boxes)
     out = np.zeros((n, 224, 224, 3), np.uint8)
     i = 0
-    for b in decode(path, start, end, fps=cfg.analysis_fps, max_side=cfg.crop_max_side, info=info):
-        k = min(len(b.frames), n - i)
-        if k <= 0:
+    for frame, _, sc, is_pre in _segment_frames(path, start, end, cfg, cfg.crop_max_side, info):
+        if is_pre:
+            continue
+        if i >= n:
             break
-        bx = boxes[i:i + k] * b.scale
-        out[i:i + k] = crop_frames(b.frames[:k], bx)
-        i += k
+        out[i] = crop_frames(frame[None], boxes[i:i + 1] * sc)[0]
+        i += 1
     return out
 
 
@@ -125,15 +150,15 @@ def evaluate(a: Analysis, cfg, loudness=None):
     from extract.faces.tracks import dense
 
     ds = [dense(tr, a.n, cfg.max_gap) for tr in a.tracks]
-    dec = decide(ds, a.n, cfg.policy, cfg, a.scale, loudness)
+    dec = decide(ds, a.n, cfg.policy, cfg, a.scale, loudness, a.stats)
     figs = {"decision": dec.reason.value, "decision_detail": dec.detail, **dec.figures,
             "n_frames": a.n, "cuts": list(a.cuts), **a.stats}
     if dec.keep is None:
         return dec, None, figs, (dec.reason, dec.detail)
     d = ds[dec.keep]
-    q = quality.figures(d, a.n, a.scale)
+    q = quality.figures(d, a.n, a.scale, a.size, a.fps, cfg.max_outside)
     figs.update(q)
-    figs["per_frame"] = quality.per_frame(d, a.scale)
+    figs["per_frame"] = quality.per_frame(d, a.scale, a.size)
     return dec, d, figs, quality.check(q, cfg)
 
 

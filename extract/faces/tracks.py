@@ -5,7 +5,9 @@ and more precise than re-detecting). The full-range detector runs every `detect_
 a cut, and whenever no track is active; detections that overlap no track (IoU < link_iou) start new
 tracks once the landmarker confirms a face there. A track that loses its face for more than `max_gap`
 frames ends; shorter gaps are bridged (interpolated, marked invalid). Cuts end every track, so no
-track spans two shots.
+track spans two shots. Each landmark result also gets an identity signature (extract/faces/identity.py);
+where it jumps by more than `identity_max_jump` the track ends and a new one starts on that frame, so
+a track never joins two people even where no cut was seen.
 """
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ import numpy as np
 from scipy.ndimage import gaussian_filter1d
 
 from extract.faces import BLENDSHAPE_NAMES
+from extract.faces.identity import IdentityCheck, signature
 
 
 def iou(a, b) -> float:
@@ -35,12 +38,18 @@ class Track:
     transforms: list = field(default_factory=list)
     boxes: list = field(default_factory=list)       # landmark boxes, analysis px
     sharpness: list = field(default_factory=list)
+    jumps: list = field(default_factory=list)       # identity distance to the track's recent past
     last_box: np.ndarray | None = None
     misses: int = 0
     active: bool = True
+    split_from: int | None = None                   # the track whose identity jump started this one
+    ident: IdentityCheck = field(default_factory=IdentityCheck)
 
-    def add(self, i: int, r) -> None:
+    def add(self, i: int, r, sig: np.ndarray | None = None, jump: float = 0.0) -> None:
         self.frames.append(i)
+        self.jumps.append(float(jump))
+        if sig is not None:
+            self.ident.add(sig)
         self.landmarks.append(r.landmarks)
         self.blendshapes.append(r.blendshapes)
         self.transforms.append(r.transform)
@@ -61,7 +70,8 @@ class Track:
 
 class Tracker:
     def __init__(self, detector, landmarker, detect_every: int = 5, min_face_px: float = 40,
-                 link_iou: float = 0.3, merge_iou: float = 0.5, max_gap: int = 12):
+                 link_iou: float = 0.3, merge_iou: float = 0.5, max_gap: int = 12,
+                 identity_max_jump: float = 0.27):
         self.detector = detector
         self.landmarker = landmarker
         self.detect_every = max(1, int(detect_every))
@@ -69,12 +79,17 @@ class Tracker:
         self.link_iou = float(link_iou)
         self.merge_iou = float(merge_iou)
         self.max_gap = int(max_gap)
+        self.identity_max_jump = float(identity_max_jump)   # 0 = no identity check
         self.tracks: list[Track] = []
         self.shot = 0
         self._last_detect = -10 ** 9
         self.n_detect = 0               # frames the detector ran on
         self.n_landmark = 0             # landmarker calls
         self.unconfirmed = 0            # detections the landmarker found no face in
+        self.small = 0                  # confirmed faces smaller than min_face_px (not tracked)
+        self.small_px_max = 0.0         # the largest of them (analysis px)
+        self.identity_splits = 0        # tracks ended by an identity jump
+        self.frame_size = (0, 0)        # (w, h) of the analysed frames
 
     def active(self) -> list[Track]:
         return [t for t in self.tracks if t.active]
@@ -85,13 +100,26 @@ class Tracker:
         self.shot += 1
         self._last_detect = -10 ** 9   # detect on the first frame of the new shot
 
+    def _signature(self, frame, r):
+        return signature(frame, r.landmarks) if self.identity_max_jump > 0 else None
+
     def step(self, i: int, frame: np.ndarray) -> None:
+        self.frame_size = (frame.shape[1], frame.shape[0])
         # follow existing tracks from their last box
         for t in self.active():
             self.n_landmark += 1
             r = self.landmarker.run(frame, t.last_box)
             if r is not None:
-                t.add(i, r)
+                sig = self._signature(frame, r)
+                jump = t.ident.jump(sig) if sig is not None else 0.0
+                if jump > self.identity_max_jump:   # someone else: end this track, start another here
+                    t.active = False
+                    self.identity_splits += 1
+                    nt = Track(tid=len(self.tracks), shot=self.shot, split_from=t.tid)
+                    nt.add(i, r, sig)
+                    self.tracks.append(nt)
+                else:
+                    t.add(i, r, sig, jump)
             else:
                 t.misses += 1
                 if t.misses > self.max_gap:
@@ -102,7 +130,16 @@ class Tracker:
             self._last_detect = i
             self.n_detect += 1
             for d in self.detector.detect(frame):
-                if max(d[2] - d[0], d[3] - d[1]) < self.min_face_px:
+                side = max(d[2] - d[0], d[3] - d[1])
+                if side < self.min_face_px:
+                    # not tracked; counted (for the reason "too small") only if the landmarker sees a face
+                    if not any(t.last_box is not None and iou(d, t.last_box) >= self.link_iou
+                               for t in self.active()):
+                        self.n_landmark += 1
+                        r = self.landmarker.run(frame, d)
+                        if r is not None and iou(d, r.box) >= self.link_iou:
+                            self.small += 1
+                            self.small_px_max = max(self.small_px_max, float(side))
                     continue
                 if any(t.last_box is not None and iou(d, t.last_box) >= self.link_iou for t in self.active()):
                     continue
@@ -114,7 +151,7 @@ class Tracker:
                 if any(iou(r.box, t.last_box) >= self.merge_iou for t in self.active()):
                     continue
                 t = Track(tid=len(self.tracks), shot=self.shot)
-                t.add(i, r)
+                t.add(i, r, self._signature(frame, r))
                 self.tracks.append(t)
 
     def _dedupe(self) -> None:
@@ -162,6 +199,8 @@ def dense(track: Track, n: int, max_gap: int) -> dict:
     tf = np.zeros((n, 4, 4), np.float32)
     box = np.zeros((n, 4), np.float32)
     sh = np.full(n, np.nan, np.float32)
+    jump = np.full(n, np.nan, np.float32)
+    jump[f] = track.jumps
     lm[f] = np.stack(track.landmarks)
     bs[f] = np.stack(track.blendshapes)
     tf[f] = np.stack(track.transforms)
@@ -175,7 +214,7 @@ def dense(track: Track, n: int, max_gap: int) -> dict:
     for arr in (lm, bs, tf, box):
         _interp_gaps(arr, valid, rest)   # inside: interpolation; outside: nearest (edge hold)
     return {"valid": valid, "bridged": bridged, "landmarks": lm, "blendshapes": bs, "transform": tf,
-            "box": box, "sharpness": sh, "first": int(f[0]), "last": int(f[-1])}
+            "box": box, "sharpness": sh, "identity_jump": jump, "first": int(f[0]), "last": int(f[-1])}
 
 
 def smooth_boxes(box: np.ndarray, have: np.ndarray, sigma: float) -> np.ndarray:

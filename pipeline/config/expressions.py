@@ -18,7 +18,8 @@ class ExpressionsConfig(Section):
     device: str = F("auto", "torch device for flame53: auto = cuda when available, else cpu")
     batch_size: int = F(64, "frames per network batch for flame53", ge=1)
     precision: Literal["bf16", "fp16", "fp32"] = F(
-        "bf16", "CUDA autocast dtype: bf16 keeps fp32 range and ~2x the throughput; the CPU always runs fp32")
+        "fp32", "CUDA dtype: fp32 as EMOCA runs; bf16 autocast (~2x the throughput) is an option whose error "
+                "against fp32 benchmarks/bench_expressions.py reports; the CPU always runs fp32")
     channels_last: bool = F(True, "NHWC convolutions use tensor cores better on CUDA; ignored on CPU")
     # flame53 crops when the faces entry has no crops.npy
     crop_size: int = F(224, "DECA/EMOCA encoders take 224x224 crops", ge=32)

@@ -21,19 +21,29 @@ class FacesConfig(Section):
     detect_every: int = F(5, "run the full-range detector every k frames (and after cuts / with no track): "
                              "new faces are found within 0.2 s, landmarks follow faces in between")
     detect_min_conf: float = F(0.5, "full-range BlazeFace score to accept a detection (MediaPipe default)")
-    min_face_px: int = F(40, "ignore faces smaller than this (px at analysis size): full-range detector limit")
+    min_face_px: int = F(32, "ignore detections smaller than this (px at analysis size): the full-range "
+                             "detector finds every real test face down to 28 px, and codes below 32 px are "
+                             "poor (min_face_size_px)")
     crop_scale: float = F(2.0, "landmarker input = this x the face box: the model expects a face ~half the crop")
     crop_px: int = F(256, "landmarker crop size: the model's own input is 256x256")
     link_iou: float = F(0.3, "IoU linking a detection to a track (detector and landmark boxes differ in shape)")
     merge_iou: float = F(0.5, "two tracks overlapping this much follow the same face: keep the older")
     max_gap: int = F(12, "bridge up to this many frames without landmarks (0.5 s at 25 fps), interpolated and "
                          "marked invalid; longer gaps end the track")
+    identity_max_jump: float = F(0.27, "split a track where its identity signature (colour pattern and skin "
+                                       "chroma around rigid landmarks + their 3-D shape) jumps by more than "
+                                       "this: Obama -> Biden without a detected cut measures 0.35, one real "
+                                       "face panned/zoomed <= 0.08, generated talking faces <= 0.21 "
+                                       "(docs/faces.md); 0 = off")
     box_smooth_sigma: float = F(3.0, "Gaussian sigma (frames) for the crop box, after gap filling (as inferno)")
 
     # shots
     shot_threshold: float = F(27.0, "mean |dHSV| (0-255) between consecutive frames that marks a cut "
                                     "(PySceneDetect ContentDetector default 27)")
-    shot_min_len_s: float = F(0.6, "minimum shot length: flashes and fast pans are not cuts")
+    shot_min_len_s: float = F(0.6, "minimum shot length: flashes and fast pans are not cuts (a second cut "
+                                   "within it is left to the identity check)")
+    shot_preroll_frames: int = F(1, "frames decoded before the segment only for the cut detector, so a cut on "
+                                    "the first frames of a segment is found (0 = none)", ge=0)
 
     # which face
     policy: Literal["strict", "dominant", "speaker"] = F(
@@ -45,12 +55,22 @@ class FacesConfig(Section):
     speaker_min_cover: float = F(0.3, "speaker: tracks present in at least this share of frames compete")
     speaker_min_r: float = F(0.3, "speaker: winner's Pearson r (jawOpen vs loudness) must reach this")
     speaker_margin: float = F(0.2, "speaker: winner's r must beat the runner-up by this much")
+    speaker_min_mouth_sd: float = F(0.02, "speaker: a face whose jawOpen moves less (standard deviation over its "
+                                          "frames) cannot win: a still mouth's r is noise (talking faces "
+                                          "measure 0.05-0.2)")
     speaker_max_lag: int = F(2, "speaker: allow this many frames audio/video offset (80 ms at 25 fps)")
 
     # quality of the kept track
     min_presence: float = F(0.75, "kept track must have landmarks in this share of the utterance's frames")
+    min_coverage: float = F(0.9, "the kept face must span this share of the utterance's frames (first to last "
+                                 "frame with landmarks): less means words without the face, silently trimmed")
+    max_outside: float = F(0.05, "a frame is off-frame when more than this share of the face box or of the "
+                                 "landmarks lies outside the picture")
+    max_outside_frames: float = F(0.1, "reject when more than this share of the kept face's frames is off-frame")
     min_track_frames: int = F(12, "kept track needs this many frames with landmarks (~0.5 s)")
-    min_face_size_px: int = F(64, "median face size (landmark box, original px): smaller faces give poor codes")
+    min_face_size_px: int = F(32, "median face size (landmark box px as analysed, i.e. as the landmarker sees "
+                                  "it): on real photos the blendshape error grows slowly down to 32 px and "
+                                  "fast below 28, where the detector also starts to miss faces (docs/faces.md)")
     max_abs_yaw: float = F(45.0, "median |yaw| (deg) above which blendshapes degrade (profile views)")
     max_abs_pitch: float = F(35.0, "median |pitch| (deg) limit")
     max_abs_roll: float = F(40.0, "median |roll| (deg) limit")

@@ -23,6 +23,9 @@ SPLITS = ("train", "dev", "test")   # EmoAva's split names, in file-name order
 # Parquet columns every dataset has, in this order; provenance, face_* and others follow.
 CORE_COLUMNS = ["sample_id", "split", "text", "codes", "n_frames", "fps", "duration", "valid_ratio",
                 "code_space"]
+# Per-sample quality columns placed right after the core ones (absent from datasets built before them).
+# coverage: the share of the utterance's span (end - start) that the sample's frames cover.
+QUALITY_COLUMNS = ["coverage"]
 # Segment-table columns copied to Parquet (docs/ARCHITECTURE.md). Local paths (video_path, cache dirs)
 # are left out: they mean nothing on another machine and would leak the builder's folder names.
 PROVENANCE_COLUMNS = ["source_id", "source_kind", "video_id", "video_hash", "start", "end", "words", "speaker",
@@ -109,8 +112,9 @@ def parquet_frame(df: pd.DataFrame) -> pd.DataFrame:
     out["codes"] = [list(np.ascontiguousarray(c, np.float32)) for c in df["codes"]]
     rest = [c for c in PROVENANCE_COLUMNS if c in out.columns]
     face = sorted(c for c in out.columns if c.startswith("face_"))
-    other = sorted(c for c in out.columns if c not in CORE_COLUMNS + rest + face)
-    return out[[c for c in CORE_COLUMNS if c in out.columns] + rest + face + other]
+    qual = [c for c in QUALITY_COLUMNS if c in out.columns]
+    other = sorted(c for c in out.columns if c not in CORE_COLUMNS + qual + rest + face)
+    return out[[c for c in CORE_COLUMNS if c in out.columns] + qual + rest + face + other]
 
 
 def codes_from_parquet(df: pd.DataFrame) -> pd.DataFrame:
