@@ -1,4 +1,4 @@
-"""Blendshape error against face size on real photographs: the evidence for faces.min_face_size_px.
+"""Blendshape error against face size on real photographs: the evidence for faces.keep_min_px.
 
     python benchmarks/face_size.py [--json out.json] [--plot docs/faces_min_size.png]
 

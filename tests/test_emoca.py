@@ -217,7 +217,8 @@ def test_flame53_stage_decodes_and_crops_without_crops_npy(tmp_path, emoca_dir, 
              "blendshapes": np.zeros((n, 52), np.float32), "valid": np.ones(n, bool), "fps": np.float64(fps)}
     c = _ctx(tmp_path, emoca_dir)
     fdir = write_faces_entry(c.ws, "b" * 32, track)
-    crops_, got, src = stage.track_crops(seg, fdir, read_track(fdir), c.cfg.expressions, c.log)
+    crops_, got, src = stage.track_crops(seg, fdir, read_track(fdir), c.cfg.expressions,
+                                        c.cfg.faces.box_smooth_sigma, c.log)
     assert src == "decoded" and got.all() and crops_.shape == (n, 224, 224, 3)
     assert crops_.std() > 20                               # real face pixels, not black
     centre = crops_[:, 80:144, 80:144].astype(float)      # the face fills the crop's middle

@@ -163,7 +163,7 @@ def test_quality_checks_name_their_figure(analysed):
     from extract.faces.stage import evaluate
 
     p, sig, a = analysed("talk_03")
-    cases = {"min_face_size_px": (400, Reason.FACE_TOO_SMALL, "median face size"),
+    cases = {"keep_min_px": (400, Reason.FACE_TOO_SMALL, "median face size"),
              "max_abs_pitch": (0.5, Reason.HEAD_POSE, "median |pitch|"),
              "min_sharpness": (1e4, Reason.BLURRY, "sharpness"),
              "max_jitter": (1e-6, Reason.JITTER, "jitter"),

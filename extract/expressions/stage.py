@@ -25,18 +25,19 @@ STAGE = "expressions"
 CODE_VERSION = "2"
 
 
-def track_crops(seg: dict, faces_dir: Path, track: dict, cfg, log) -> tuple[np.ndarray, np.ndarray, str]:
+def track_crops(seg: dict, faces_dir: Path, track: dict, cfg, smooth_sigma: float, log
+                ) -> tuple[np.ndarray, np.ndarray, str]:
     """(N, S, S, 3) uint8 DECA crops for the track frames, a mask of frames that got a crop, and
-    where they came from. `crops.npy` of the faces entry when present, else decode + crop."""
-    n, size = len(track["t"]), cfg.crop_size
-    stored = read_crops(faces_dir, n)
-    if stored is not None:
-        return np.asarray(stored), np.ones(n, bool), CROPS_FILE
-    from extract.faces.crops import crop_frames, deca_crop_box  # the geometry the faces stage uses too
+    where they came from: the faces entry's stored crops when they have this geometry, else decode + crop
+    with the same geometry function (extract/faces/crops.py)."""
+    from extract.faces.crops import DECA_SCALE, DECA_SIZE, crop_frames, track_crop_boxes
     from pipeline.media import decode
 
-    lm = track["landmarks"][..., :2].astype(np.float32)
-    boxes = np.array([deca_crop_box(x, cfg.crop_scale) for x in lm], np.float64).reshape(n, 3)  # cx, cy, side
+    n, size = len(track["t"]), cfg.crop_size
+    stored = read_crops(faces_dir, n) if (cfg.crop_scale, size) == (DECA_SCALE, DECA_SIZE) else None
+    if stored is not None:
+        return np.asarray(stored), np.ones(n, bool), CROPS_FILE
+    boxes = track_crop_boxes(track["landmarks"], track["valid"], cfg.crop_scale, smooth_sigma)  # cx, cy, side
     fps = float(track["fps"])
     t_abs = float(seg["start"]) + np.asarray(track["t"], np.float64)
     crops = np.zeros((n, size, size, 3), np.uint8)
@@ -101,7 +102,7 @@ class ExpressionsStage(Stage):
         crops_src = ""
         try:
             if backend.needs_crops:
-                crops, got, crops_src = track_crops(seg, faces_dir, track, cfg, ctx.log)
+                crops, got, crops_src = track_crops(seg, faces_dir, track, cfg, ctx.cfg.faces.box_smooth_sigma, ctx.log)
                 track = {**track, "valid": np.asarray(track["valid"], bool) & got}
                 res = backend.encode(track, crops)
             else:

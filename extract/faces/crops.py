@@ -23,7 +23,11 @@ MESH_TO_68 = np.array([
 ])
 
 
-def deca_crop_box(landmarks_xy: np.ndarray, scale: float = 1.25) -> tuple[float, float, float]:
+DECA_SCALE = 1.25   # DECA/EMOCA: the square is 1.25 × 1.1 × mean(w, h) of the landmark box
+DECA_SIZE = 224     # their encoders' input side
+
+
+def deca_crop_box(landmarks_xy: np.ndarray, scale: float = DECA_SCALE) -> tuple[float, float, float]:
     """(cx, cy, size) of DECA's crop square for one face. `landmarks_xy` is (478, ≥2) MediaPipe mesh
     points (the 68-point subset is used) or any (K, ≥2) set of keypoints."""
     p = np.asarray(landmarks_xy, np.float64)
@@ -33,6 +37,20 @@ def deca_crop_box(landmarks_xy: np.ndarray, scale: float = 1.25) -> tuple[float,
     x1, y1 = np.nanmax(p[:, 0]), np.nanmax(p[:, 1])
     old = (x1 - x0 + y1 - y0) / 2 * 1.1
     return float((x0 + x1) / 2), float((y0 + y1) / 2), float(old * scale)
+
+
+def track_crop_boxes(landmarks: np.ndarray, valid: np.ndarray, scale: float = DECA_SCALE,
+                     smooth_sigma: float = 0.0) -> np.ndarray:
+    """(N, 3) crop squares (cx, cy, side) of a face track, in the track's pixels: one per frame from its
+    landmarks, smoothed over time like the track's boxes. The one crop geometry of the faces stage's
+    stored crops and of the expressions stage's own decode."""
+    from extract.faces.tracks import smooth_boxes
+
+    lm = np.asarray(landmarks, np.float32)[..., :2]
+    boxes = np.array([deca_crop_box(x, scale) for x in lm], np.float64).reshape(len(lm), 3)
+    if smooth_sigma > 0 and len(boxes):
+        boxes = smooth_boxes(boxes, np.asarray(valid, bool) & np.isfinite(boxes).all(axis=1), smooth_sigma)
+    return np.asarray(boxes, np.float64)
 
 
 def deca_matrix(cx: float, cy: float, size: float, out: int = 224) -> np.ndarray:

@@ -137,10 +137,10 @@ def check(q: dict, cfg) -> tuple[Reason, str] | None:
         return Reason.OFF_FRAME, (f"face cut by the frame edge in {q['off_frame_share']:.0%} of its frames "
                                   f"(> max_outside {cfg.max_outside:.0%} of box or landmarks outside; median "
                                   f"{q['outside_median']:.0%}), above max_outside_frames {cfg.max_outside_frames:.0%}")
-    if q["face_px_analysed_median"] < cfg.min_face_size_px:
+    if q["face_px_analysed_median"] < cfg.keep_min_px:
         return Reason.FACE_TOO_SMALL, (f"median face size {q['face_px_analysed_median']:.0f} px as analysed "
                                        f"({q['face_px_median']:.0f} px in the source), "
-                                       f"below min_face_size_px {cfg.min_face_size_px}")
+                                       f"below keep_min_px {cfg.keep_min_px}")
     if q["n_valid"] < cfg.min_track_frames:
         return Reason.TOO_SHORT, (f"face track has landmarks in {q['n_valid']} frames, "
                                   f"below min_track_frames {cfg.min_track_frames}")

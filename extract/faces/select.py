@@ -1,6 +1,6 @@
 """Which face an utterance belongs to: the strict, dominant and speaker policies.
 
-- strict (EmoAva): reject when a second face ≥ min_face_px is on screen in any analysed frame.
+- strict (EmoAva): reject when a second face ≥ track_min_px is on screen in any analysed frame.
   A cut between two single-face shots passes, as in EmoAva; the longest track is kept.
 - dominant: keep the longest track if it is present in ≥ dominant_min_cover of the frames and every
   other face is small (< other_max_size_ratio × its size) or brief (< other_max_cover of the frames).
@@ -86,13 +86,13 @@ def decide(tracks: list[dict], n: int, policy: str, cfg, scale: float,
            loudness: Callable[[], np.ndarray | None] | None = None, stats: dict | None = None) -> Decision:
     """Pick the track (index into `tracks`, each a tracks.dense dict) or reject with a reason.
     `stats`: the tracker's counts (small_detections, small_detection_px_max, unconfirmed_detections)."""
-    min_px = cfg.min_face_px
+    min_px = cfg.track_min_px
     stats = stats or {}
     fig: dict = {"policy": policy, "n_tracks": len(tracks)}
     if not tracks:
         if stats.get("small_detections"):
             return Decision(None, Reason.FACE_TOO_SMALL,
-                            f"only faces below the detector limit min_face_px {min_px} px (analysis size) "
+                            f"only faces below the detector limit track_min_px {min_px} px (analysis size) "
                             f"in {n} frames: largest {stats.get('small_detection_px_max', 0):.0f} px in the "
                             f"source", fig)
         if stats.get("unconfirmed_detections"):

@@ -54,11 +54,3 @@ class ShotDetector:
             self.cuts.append(self._i)
         self.scores.append(score)
         return score, cut
-
-
-def detect_cuts(frames, threshold: float = 27.0, min_len: int = 15) -> list[int]:
-    """Indices of the frames that start a new shot (offline form of ShotDetector)."""
-    sd = ShotDetector(threshold, min_len)
-    for f in frames:
-        sd.update(f)
-    return sd.cuts

@@ -80,7 +80,7 @@ def analyse(path, start: float, end: float | None, cfg, info=None) -> Analysis:
 
     detector, landmarker = load_models(cfg)
     shots = ShotDetector(cfg.shot_threshold, max(1, int(round(cfg.shot_min_len_s * cfg.analysis_fps))))
-    tracker = Tracker(detector, landmarker, cfg.detect_every, cfg.min_face_px, cfg.link_iou, cfg.merge_iou,
+    tracker = Tracker(detector, landmarker, cfg.detect_every, cfg.track_min_px, cfg.link_iou, cfg.merge_iou,
                       cfg.max_gap, cfg.identity_max_jump)
     ts, scale, i, pre = [], 1.0, 0, 0
     size = (0, 0)
@@ -124,14 +124,11 @@ def _output_arrays(d: dict, a: Analysis, cfg) -> dict:
 
 def crops_for(path, start, end, arrays: dict, cfg, info=None) -> np.ndarray:
     """DECA crops of the kept track: a second decode at crop_max_side (sharper than analysis frames)."""
-    from extract.faces.crops import crop_frames, deca_crop_box
-    from extract.faces.tracks import smooth_boxes
+    from extract.faces.crops import DECA_SCALE, DECA_SIZE, crop_frames, track_crop_boxes
 
-    lm = arrays["landmarks"].astype(np.float32)
-    boxes = np.array([deca_crop_box(x[:, :2]) for x in lm], np.float64)
-    boxes = smooth_boxes(boxes, arrays["valid"], cfg.box_smooth_sigma).astype(np.float64)
+    boxes = track_crop_boxes(arrays["landmarks"], arrays["valid"], DECA_SCALE, cfg.box_smooth_sigma)
     n = len(boxes)
-    out = np.zeros((n, 224, 224, 3), np.uint8)
+    out = np.zeros((n, DECA_SIZE, DECA_SIZE, 3), np.uint8)
     i = 0
     for frame, _, sc, is_pre in _segment_frames(path, start, end, cfg, cfg.crop_max_side, info):
         if is_pre:

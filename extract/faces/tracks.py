@@ -69,13 +69,13 @@ class Track:
 
 
 class Tracker:
-    def __init__(self, detector, landmarker, detect_every: int = 5, min_face_px: float = 40,
+    def __init__(self, detector, landmarker, detect_every: int = 5, track_min_px: float = 40,
                  link_iou: float = 0.3, merge_iou: float = 0.5, max_gap: int = 12,
                  identity_max_jump: float = 0.27):
         self.detector = detector
         self.landmarker = landmarker
         self.detect_every = max(1, int(detect_every))
-        self.min_face_px = float(min_face_px)
+        self.track_min_px = float(track_min_px)
         self.link_iou = float(link_iou)
         self.merge_iou = float(merge_iou)
         self.max_gap = int(max_gap)
@@ -86,7 +86,7 @@ class Tracker:
         self.n_detect = 0               # frames the detector ran on
         self.n_landmark = 0             # landmarker calls
         self.unconfirmed = 0            # detections the landmarker found no face in
-        self.small = 0                  # confirmed faces smaller than min_face_px (not tracked)
+        self.small = 0                  # confirmed faces smaller than track_min_px (not tracked)
         self.small_px_max = 0.0         # the largest of them (analysis px)
         self.identity_splits = 0        # tracks ended by an identity jump
         self.frame_size = (0, 0)        # (w, h) of the analysed frames
@@ -131,7 +131,7 @@ class Tracker:
             self.n_detect += 1
             for d in self.detector.detect(frame):
                 side = max(d[2] - d[0], d[3] - d[1])
-                if side < self.min_face_px:
+                if side < self.track_min_px:
                     # not tracked; counted (for the reason "too small") only if the landmarker sees a face
                     if not any(t.last_box is not None and iou(d, t.last_box) >= self.link_iou
                                for t in self.active()):

@@ -21,9 +21,9 @@ class FacesConfig(Section):
     detect_every: int = F(5, "run the full-range detector every k frames (and after cuts / with no track): "
                              "new faces are found within 0.2 s, landmarks follow faces in between")
     detect_min_conf: float = F(0.5, "full-range BlazeFace score to accept a detection (MediaPipe default)")
-    min_face_px: int = F(32, "ignore detections smaller than this (px at analysis size): the full-range "
+    track_min_px: int = F(32, "ignore detections smaller than this (px at analysis size): the full-range "
                              "detector finds every real test face down to 28 px, and codes below 32 px are "
-                             "poor (min_face_size_px)")
+                             "poor (keep_min_px)")
     crop_scale: float = F(2.0, "landmarker input = this x the face box: the model expects a face ~half the crop")
     crop_px: int = F(256, "landmarker crop size: the model's own input is 256x256")
     link_iou: float = F(0.3, "IoU linking a detection to a track (detector and landmark boxes differ in shape)")
@@ -68,7 +68,7 @@ class FacesConfig(Section):
                                  "landmarks lies outside the picture")
     max_outside_frames: float = F(0.1, "reject when more than this share of the kept face's frames is off-frame")
     min_track_frames: int = F(12, "kept track needs this many frames with landmarks (~0.5 s)")
-    min_face_size_px: int = F(32, "median face size (landmark box px as analysed, i.e. as the landmarker sees "
+    keep_min_px: int = F(32, "median face size (landmark box px as analysed, i.e. as the landmarker sees "
                                   "it): on real photos the blendshape error grows slowly down to 32 px and "
                                   "fast below 28, where the detector also starts to miss faces (docs/faces.md)")
     max_abs_yaw: float = F(45.0, "median |yaw| (deg) above which blendshapes degrade (profile views)")
