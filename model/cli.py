@@ -10,6 +10,8 @@ from typing import List, Optional
 
 import typer
 
+from pipeline.codespaces import CODE_SPACES
+
 
 def _fail(msg: str, code: int = 2):
     typer.secho(f"error: {msg}", fg="red", err=True)
@@ -128,6 +130,8 @@ def register(app: typer.Typer) -> None:
         out = out or Path("models") / f"{Path(dataset).resolve().name}-{cfg.preset}"
         if not resume and (out / "last.pt").exists():
             typer.echo(f"--no-resume: starting over; {out}/last.pt will be replaced")
+        typer.echo(f"logs: {out / 'log.csv'} (every {cfg.log_every} steps); TensorBoard: "
+                   f"tensorboard --logdir {out / 'tb'}")
         try:
             res = train(dataset, out, cfg, device=device, resume=resume)
         except (DatasetError, FileNotFoundError, ValueError) as e:
@@ -177,7 +181,7 @@ def register(app: typer.Typer) -> None:
         out: Path = typer.Option(Path("render.mp4"), "--out", "-o", help="mp4 to write."),
         curves: Optional[Path] = typer.Option(None, "--curves", help="Also write a PNG of code curves over time."),
         dims: List[str] = typer.Option([], "--dim", help="Code dims for --curves, by name or index (repeatable; "
-                                       "default: the jaw dims and the three most varying others)."),
+                                       "default: the code space's visibly moving dims, e.g. jawOpen and the smiles)."),
         flame: Optional[Path] = typer.Option(None, "--flame", help="FLAME 2020 generic_model.pkl (flame53 datasets)."),
         rig: Optional[Path] = typer.Option(None, "--rig", help="Linear rig (arkit52; default DATASET/rig.npz)."),
         seed: int = typer.Option(0, "--seed", help="Sampling seed."),
@@ -226,6 +230,9 @@ def register(app: typer.Typer) -> None:
         render_video(list(zip(seqs.keys(), verts)), tris, out, info.fps, text, size, y_up, z_t)
         typer.echo(f"wrote {out} ({max(len(v) for v in verts)} frames at {info.fps:g} fps)")
         if curves:
+            if not idx:   # the dims that move visibly (jawOpen, smiles, ...: the code space's preview dims)
+                space = CODE_SPACES.get(info.code_space)
+                idx = [info.dims.index(n) for n in (space.preview_dims if space else ()) if n in info.dims]
             if not idx:
                 var = np.var(g, 0)
                 var[info.jaw_dims] = -1

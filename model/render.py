@@ -147,7 +147,8 @@ def count_frames(path: str | Path) -> int:
 def render_video(panels: list[tuple[str, np.ndarray]], tris: np.ndarray, out: str | Path, fps: float,
                  caption: str = "", size: int = 384, y_up: bool = True, z_toward_viewer: bool = True) -> Path:
     """Side-by-side panels (label, vertices (T_i, N, 3)) above a caption; the video lasts as long as the
-    longest panel (a shorter one holds its last frame)."""
+    longest panel. A shorter one holds its last frame, dimmed and marked "ended" (where generation stopped,
+    or the real clip ended)."""
     r = MeshRenderer(tris, size, y_up, z_toward_viewer).fit(*[v for _, v in panels])
     T = max(len(v) for _, v in panels)
     W = size * len(panels)
@@ -160,7 +161,12 @@ def render_video(panels: list[tuple[str, np.ndarray]], tris: np.ndarray, out: st
         for t in range(T):
             img = np.zeros((H, W, 3), np.uint8)
             for i, (name, v) in enumerate(panels):
-                img[:size, i * size:(i + 1) * size] = label(r.frame(v[min(t, len(v) - 1)]), name)
+                ended = t >= len(v)
+                tile = r.frame(v[min(t, len(v) - 1)])
+                if ended:
+                    tile = (tile.astype(np.uint16) * 2 // 5).astype(np.uint8)
+                img[:size, i * size:(i + 1) * size] = label(tile, f"{name} (ended at {len(v) / fps:.2f} s)"
+                                                            if ended else name)
             img[size:size + strip.shape[0]] = strip
             yield img
 

@@ -156,6 +156,43 @@ def to_device(batch, device):
     return tuple(t.to(device, non_blocking=True) for t in batch)
 
 
+def dev_sample_figure(tb, model, prep: Prepared, p: dict, device, step: int) -> None:
+    """A generated sequence of the first dev text next to the real one, as curves of the code space's
+    visibly moving dims, in TensorBoard (`dev/sample`): what the model does, not just its loss."""
+    if not prep.dev:
+        return
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+
+    from pipeline.codespaces import CODE_SPACES
+
+    info = prep.info
+    space = CODE_SPACES.get(info.code_space)
+    dims = [info.dims.index(n) for n in (space.preview_dims if space else ()) if n in info.dims] or [0]
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        x, m, txt, tm, _ = to_device(next(iter(loader(prep.dev, [[0]], prep.cache, p["max_frames"], device, 0))),
+                                     device)
+        g = torch.Generator(device=device).manual_seed(0)
+        gen = model.generate(txt, tm, p["max_frames"], generator=g)[0].cpu().numpy()
+    model.train(was_training)
+    real = x[0, : int(m[0].sum())].float().cpu().numpy()
+    real, gen = prep.norm.decode(real), prep.norm.decode(gen)
+    fig = Figure(figsize=(7, 1.6 * len(dims) + 0.5))
+    axes = fig.subplots(len(dims), 1, sharex=True, squeeze=False)[:, 0]
+    for ax, d in zip(axes, dims):
+        ax.plot(np.arange(len(real)) / info.fps, real[:, d], label="real", lw=1.2)
+        ax.plot(np.arange(len(gen)) / info.fps, gen[:, d], label="generated", lw=1.2)
+        ax.set_ylabel(info.dims[d], fontsize=8)
+    axes[0].legend(fontsize=7)
+    axes[0].set_title(prep.dev[0][0][:80], fontsize=8)
+    axes[-1].set_xlabel("seconds")
+    tb.add_figure("dev/sample", fig, step)
+
+
 def evaluate_dev(model, prep: Prepared, p: dict, cfg: ModelConfig, device, weights) -> dict:
     """Dev losses with seeded noise (a reproducible best choice). `recon_prior` is the main head's
     reconstruction with latents from the prior, as at sampling time: the model-selection criterion
@@ -306,7 +343,8 @@ def train(dataset: str | Path, out_dir: str | Path, cfg: ModelConfig | None = No
     bar = None
     if progress:
         from tqdm import tqdm
-        bar = tqdm(total=total_steps, initial=step, desc="train", unit="step", dynamic_ncols=True, mininterval=1.0)
+        bar = tqdm(total=total_steps, initial=step, desc=f"train {cfg.preset} on {Path(dataset).name}", unit="step",
+                   dynamic_ncols=True, mininterval=1.0)
     model.train()
     stop_reason = "epochs"
 
@@ -367,10 +405,14 @@ def train(dataset: str | Path, out_dir: str | Path, cfg: ModelConfig | None = No
             if step % cfg.eval_every == 0:
                 d = evaluate_dev(model, prep, p, cfg, dev, weights)
                 log_row(d)
+                if tb is not None:
+                    dev_sample_figure(tb, model, prep, p, dev, step)
                 if better(d):
                     best = d["recon_prior"]
                     checkpoint(best_path)
                 checkpoint(last_path)
+            elif step % cfg.log_every == 0:
+                log_row({})
         else:
             epoch += 1
             pos = 0
@@ -388,6 +430,11 @@ def train(dataset: str | Path, out_dir: str | Path, cfg: ModelConfig | None = No
         checkpoint(best_path)
     checkpoint(last_path)
     if tb is not None:
+        dev_sample_figure(tb, model, prep, p, dev, step)
+        hp = {k: v for k, v in {**p, "preset": cfg.preset, "latent": cfg.latent, "kl_free_bits": cfg.kl_free_bits,
+                                "kl_anneal_steps": cfg.kl_anneal_steps, "jaw_weight": cfg.jaw_weight}.items()
+              if isinstance(v, (int, float, str, bool))}
+        tb.add_hparams(hp, {"hparam/dev_recon_prior": float(best)}, run_name=".")
         tb.close()
     wall = time.time() - t0
     last = history[-1] if history else {}

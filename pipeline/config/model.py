@@ -32,6 +32,8 @@ class ModelConfig(Section):
                        pattern="^(bf16|fp16)$")
     workers: int = F(-1, "DataLoader worker processes; -1 = 2 on CUDA, 0 on CPU (the cores are busy training)", ge=-1)
     threads: int = F(2, "torch CPU threads; development machines have 2 shared cores", ge=1)
+    log_every: int = F(10, "optimiser steps between training log points (log.csv, TensorBoard): one host sync each",
+                       ge=1)
     eval_every: int = F(200, "optimiser steps between dev evaluations and checkpoints (also at the end)", ge=1)
     # loss
     jaw_weight: float = F(5.0, "EmoAva weights the jaw dims x5 in the per-frame distance: jaw motion is small but visible", gt=0)
