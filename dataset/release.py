@@ -111,7 +111,7 @@ def read_sums(root: Path) -> tuple[dict[str, str], list[str]]:
 
 def verify(path: str | os.PathLike) -> list[str]:
     """Check a release folder (or its .tar.gz): every file's SHA-256 against SHA256SUMS, no unlisted files,
-    then dataset.json, the EmoAva stage-1 layout and samples.parquet. Returns the problems, each naming
+    then dataset.json, the EmoAva stage-1 layout and the Parquet splits. Returns the problems, each naming
     the file; an empty list means the release is intact."""
     p = Path(path)
     if p.is_file() and p.name.endswith((".tar.gz", ".tgz")):
@@ -148,7 +148,6 @@ def verify(path: str | os.PathLike) -> list[str]:
 
 def check_layout(d: Path) -> list[str]:
     """Schema and EmoAva layout of a dataset folder (call on verified files only: it unpickles)."""
-    import pandas as pd
 
     problems: list[str] = []
     try:
@@ -210,33 +209,35 @@ def check_layout(d: Path) -> list[str]:
             problems.append(f"{name}: {a.dtype} {a.shape}, expected finite float32 ({D},)")
         elif name == "stage1_std.npy" and (a <= 0).any():
             problems.append(f"{name}: has non-positive entries")
+    from pipeline.formats.dataset import CORE_COLUMNS, DATA_FILES, read_table
+
     try:
-        df = pd.read_parquet(d / "samples.parquet")
-    except FileNotFoundError:
-        problems.append("samples.parquet: missing")
-        df = None
-    except Exception as e:
-        problems.append(f"samples.parquet: unreadable ({type(e).__name__}: {e})")
+        df = read_table(d)
+    except (FileNotFoundError, ValueError) as e:
+        problems.append(str(e).replace(str(d) + "/", ""))
         df = None
     if df is not None:
-        from pipeline.formats.dataset import CORE_COLUMNS
-
+        pq_name = "Parquet (" + ", ".join(DATA_FILES.values()) + ")"
         lack = [c for c in CORE_COLUMNS if c not in df.columns]
         if lack:
-            problems.append(f"samples.parquet: column(s) {lack} missing")
+            problems.append(f"{pq_name}: column(s) {lack} missing")
         elif list(df.columns) != list(info["columns"]):
-            problems.append("samples.parquet: columns differ from dataset.json 'columns'")
+            problems.append(f"{pq_name}: columns differ from dataset.json 'columns'")
         else:
             if df["sample_id"].duplicated().any():
-                problems.append("samples.parquet: duplicate sample_id values")
+                problems.append(f"{pq_name}: duplicate sample_id values")
             for s in SPLITS:
+                if (d / DATA_FILES[s]).is_file():
+                    got = read_table(d, [s], ["split"])["split"]
+                    if (got != s).any():
+                        problems.append(f"{DATA_FILES[s]}: rows whose split is not {s!r}")
                 part = df[df["split"] == s]
                 if s in texts_by_split and list(part["text"]) != texts_by_split[s]:
-                    problems.append(f"samples.parquet: texts of split {s} differ from {s}_stage1_text.pkl")
+                    problems.append(f"{DATA_FILES[s]}: texts differ from {s}_stage1_text.pkl")
                 if s in nframes_by_split and list(part["n_frames"].astype(int)) != nframes_by_split[s]:
-                    problems.append(f"samples.parquet: n_frames of split {s} differ from {s}_stage1_exps.pkl")
+                    problems.append(f"{DATA_FILES[s]}: n_frames differ from {s}_stage1_exps.pkl")
             if df["split"].isin(SPLITS).sum() != len(df):
-                problems.append("samples.parquet: rows with a split other than train/dev/test")
+                problems.append(f"{pq_name}: rows with a split other than train/dev/test")
     for name in ("README.md", "report.html"):
         if not (d / name).is_file():
             problems.append(f"{name}: missing")
@@ -289,7 +290,7 @@ def _licence_notices(out: Path, info: dict) -> None:
                 f"{SOURCE_CITATIONS.get(s['kind'], '')}\n\n"
                 "The expression codes are derived from the source media; rights in the original media remain "
                 "with their holders. Per-sample provenance (url, title, uploader, license) is in "
-                "samples.parquet. To request removal of a sample, send its sample_id to the publisher: "
+                "data/*.parquet. To request removal of a sample, send its sample_id to the publisher: "
                 "new versions are made with `wordsmile release --exclude`.\n")
         write_text(out / "licenses" / f"{s['source_id']}.txt", text)
 
@@ -458,7 +459,7 @@ def register(app) -> None:
     ):
         """Make the immutable release WORKSPACE/releases/NAME-VERSION/ of a built dataset.
 
-        It holds the EmoAva stage-1 files, samples.parquet, dataset.json, the card and report, provenance
+        It holds the EmoAva stage-1 files, data/{train,validation,test}.parquet, dataset.json, the card and report, provenance
         (config, manifest, run summary, release.json), licence notices per source and SHA256SUMS. An
         existing version is never overwritten. `--exclude ids.txt` makes a version without those samples."""
         from pipeline.workspace import Workspace
@@ -476,7 +477,7 @@ def register(app) -> None:
     @app.command("verify")
     def verify_cmd(path: Path = typer.Argument(..., help="Release folder (or its .tar.gz).")):
         """Check a release: SHA-256 of every file, no unlisted files, dataset.json, the EmoAva stage-1 layout
-        and samples.parquet. Exits 1 and names each bad file when anything is wrong."""
+        and the Parquet splits. Exits 1 and names each bad file when anything is wrong."""
         problems = verify(path)
         if problems:
             for x in problems:

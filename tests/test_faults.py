@@ -27,6 +27,8 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
+from pipeline.formats.dataset import read_table
+
 from conftest import loopback_server
 
 from pipeline.atomic import TMP_PREFIX
@@ -65,7 +67,7 @@ def stage1_digest(ds: Path) -> dict:
 
 def content(ds: Path) -> tuple[dict, list]:
     """What must equal a clean build's: the stage-1 files' bytes and the Parquet rows (codes included)."""
-    df = pd.read_parquet(ds / "samples.parquet").sort_values("sample_id")
+    df = read_table(ds).sort_values("sample_id")
     rows = [[r.sample_id, r.split, r.text, int(r.n_frames), [list(map(float, f)) for f in r.codes]]
             for r in df.itertuples()]
     return stage1_digest(ds), rows
@@ -85,7 +87,7 @@ def check_integrity(ws: Path) -> int:
             if len(rel.parts) == 4 and rel.parts[0] == "cache":   # cache/STAGE/ab/KEY
                 assert {"DONE", "meta.json", "record.json"} <= {c.name for c in p.iterdir()}, f"unfinished {rel}"
             if len(rel.parts) == 2 and rel.parts[0] == "datasets":
-                assert (p / "dataset.json").is_file() and (p / "samples.parquet").is_file(), f"incomplete {rel}"
+                assert (p / "dataset.json").is_file() and (p / "data" / "train.parquet").is_file(), f"incomplete {rel}"
             continue
         n += 1
         try:

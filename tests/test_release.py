@@ -11,6 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from pipeline.formats.dataset import read_table
+
 from dataset.release import ReleaseError, publish, read_stage1, release, safe_load_pickle, verify, write_sums
 from pipeline.workspace import Workspace
 from test_assemble import build
@@ -35,12 +37,13 @@ def _writable(p: Path) -> None:
 def test_release_is_complete_verified_and_immutable(dataset, rel):
     assert rel.name == "demo-0.1.0" and verify(rel) == []
     names = {p.relative_to(rel).as_posix() for p in rel.rglob("*") if p.is_file()}
-    for f in ("SHA256SUMS", "dataset.json", "samples.parquet", "README.md", "report.html", "stage1_mean.npy",
+    for f in ("SHA256SUMS", "dataset.json", "data/train.parquet", "data/validation.parquet", "data/test.parquet",
+              "README.md", "report.html", "stage1_mean.npy",
               "train_stage1_exps.pkl", "provenance/config.yaml", "provenance/release.json",
               "provenance/run_summary.txt", "licenses/talk.txt", "licenses/meld.txt"):
         assert f in names, f
     # the release holds the dataset's files unchanged
-    for f in ("train_stage1_exps.pkl", "samples.parquet", "stage1_std.npy"):
+    for f in ("train_stage1_exps.pkl", "data/train.parquet", "stage1_std.npy"):
         assert (rel / f).read_bytes() == (dataset / f).read_bytes()
     sums = (rel / "SHA256SUMS").read_text().splitlines()
     assert len(sums) == len(names) - 1 and all(len(line.split("  ")[0]) == 64 for line in sums)
@@ -116,13 +119,13 @@ def test_publish_to_local_folder_and_file_url(rel, tmp_path):
 
 def test_exclude_removes_exactly_the_listed_ids(dataset, tmp_path):
     ws = Workspace(tmp_path / "ws")
-    before = pd.read_parquet(dataset / "samples.parquet")
+    before = read_table(dataset)
     drop = ["v01s1", "meld2", "meld0"]
     ids = tmp_path / "optout.txt"
     ids.write_text("# takedown requests\nv01s1\nmeld2  # dev sample\n\nmeld0\nnot-a-sample\n")
     r = release(dataset, ws, "1.1", exclude=ids)
     assert verify(r) == []
-    after = pd.read_parquet(r / "samples.parquet")
+    after = read_table(r)
     assert set(before["sample_id"]) - set(after["sample_id"]) == set(drop)
     assert len(after) == len(before) - 3
     # the remaining rows are unchanged, in the same relative order

@@ -33,12 +33,22 @@ def jaw_dims(code_space: str, dims: list[str]) -> list[int]:
     return [i for i, d in enumerate(dims) if "jaw" in d.lower()]
 
 
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float, np.number)) and not isinstance(v, bool)
+
+
 def _flatten(prefix: str, obj: Any, out: dict) -> None:
+    """Nested quality figures → flat face_* columns. Lists of numbers (per-frame series, per-track
+    figures, cut frames) stay lists, so the Parquet holds real list columns; anything else nested
+    (lists of objects) becomes JSON text."""
     if isinstance(obj, dict):
         for k in sorted(obj):
             _flatten(f"{prefix}_{k}", obj[k], out)
     elif isinstance(obj, (list, tuple)):
-        out[prefix] = json.dumps(obj, sort_keys=True, default=str)
+        if all(v is None or _is_number(v) for v in obj):
+            out[prefix] = list(obj)
+        else:
+            out[prefix] = json.dumps(obj, sort_keys=True, default=str)
     else:
         out[prefix] = obj
 
@@ -63,14 +73,21 @@ def _coerce_face(df: pd.DataFrame) -> pd.DataFrame:
     for c in [c for c in df.columns if c.startswith("face_")]:
         vals = df[c].tolist()
         present = [v for v in vals if v is not None and not (isinstance(v, float) and np.isnan(v))]
-        if all(isinstance(v, bool) for v in present) and present:
+        if present and all(isinstance(v, list) for v in present):
+            # list<int64> when every element is a whole number (frame indices), else list<double>
+            ints = all(isinstance(x, (int, np.integer)) and not isinstance(x, bool)
+                       for v in present for x in v if x is not None)
+            conv = int if ints else float
+            df[c] = pd.Series([[None if x is None else conv(x) for x in v] if isinstance(v, list) else None
+                               for v in vals], index=df.index, dtype=object)
+        elif all(isinstance(v, bool) for v in present) and present:
             df[c] = [None if v not in (True, False) else bool(v) for v in vals]
             df[c] = df[c].astype("boolean")
-        elif all(isinstance(v, (int, float, np.number)) and not isinstance(v, bool) for v in present):
+        elif all(_is_number(v) for v in present):
             df[c] = pd.to_numeric(pd.Series(vals, index=df.index, dtype=object), errors="coerce").astype("float64")
         else:
             df[c] = ["" if v is None or (isinstance(v, float) and np.isnan(v)) else
-                     (v if isinstance(v, str) else json.dumps(v, default=str)) for v in vals]
+                     (v if isinstance(v, str) else json.dumps(v, sort_keys=True, default=str)) for v in vals]
     return df
 
 
