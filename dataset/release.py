@@ -330,6 +330,15 @@ def _rewrite_without(src: Path, out: Path, info: dict, ids: list[str]) -> dict:
     return meta
 
 
+def _refuse_empty(info: dict, src: Path, after: str = "") -> None:
+    """An empty release helps nobody and looks like a success: refuse it, saying where the reasons are."""
+    if int(info.get("total", {}).get("samples", 0)) > 0:
+        return
+    why = "; ".join(w for w in info.get("warnings", []) if not w.startswith("the train split is empty"))
+    raise ReleaseError(f"dataset {info.get('name')} has no samples{' after ' + after if after else ''}: nothing to "
+                       f"release" + (f" ({why})" if why else "") + f"; see {src / 'report.html'} for the funnel")
+
+
 def _deterministic_tar(folder: Path, dest: Path, mtime: int) -> Path:
     with atomic_path(dest, suffix=".tar.gz") as tmp:
         with open(tmp, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as gz, \
@@ -357,6 +366,7 @@ def release(dataset_dir, ws, version: str, exclude: str | os.PathLike | None = N
     src = _resolve_dataset(dataset_dir, ws)
     info = json.loads((src / "dataset.json").read_text(encoding="utf-8"))
     name = info["name"]
+    _refuse_empty(info, src)
     dest = ws.releases / f"{name}-{version}"
     if dest.exists():
         raise FileExistsError(f"release {dest} already exists: releases are immutable, choose a new --version")
@@ -365,6 +375,7 @@ def release(dataset_dir, ws, version: str, exclude: str | os.PathLike | None = N
     with atomic_dir(dest, replace=False) as tmp:
         if ids is not None:
             info = _rewrite_without(src, tmp, info, ids)
+            _refuse_empty(info, src, after=f"excluding the {info['excluded']['removed']} listed samples")
         else:
             for rel in _files(src):
                 if Path(rel).name.startswith(TMP_PREFIX):
@@ -396,12 +407,41 @@ def publish(path: str | os.PathLike, url: str) -> str:
     """Copy a verified release folder under `url` (any fsspec URL: a local folder, file://, s3://, gs://,
     hf://… with its backend installed) as URL/NAME-VERSION/, SHA256SUMS last, then read every file back
     and compare its hash. Refuses an unverified release or an existing destination. Returns the URL."""
-    import fsspec
-
     p = Path(path)
     problems = verify(p)
     if problems:
         raise ReleaseError(f"{p} failed verification, not publishing:\n  " + "\n  ".join(problems))
+    if url.startswith("hf://"):
+        _hub_ready(url)
+    try:
+        return _upload(p, url)
+    except (ReleaseError, FileExistsError):
+        raise
+    except Exception as e:  # noqa: BLE001 - any backend's network/auth error becomes one clear line
+        raise ReleaseError(f"publishing to {url} failed: {_one_line(e)}") from None
+
+
+def _one_line(e: BaseException) -> str:
+    msg = " ".join(str(e).split())
+    hint = " (is the network reachable?)" if any(k in type(e).__name__ for k in ("Connect", "Timeout")) else ""
+    return (f"{type(e).__name__}: {msg[:300]}" if msg else type(e).__name__) + hint
+
+
+def _hub_ready(url: str) -> None:
+    """What the Hugging Face client needs before its first network call, checked with a clear message."""
+    from huggingface_hub import constants, get_token
+
+    if constants.HF_HUB_OFFLINE:
+        raise ReleaseError(f"cannot publish to {url}: HF_HUB_OFFLINE is set in the environment; unset it "
+                           f"(wordsmile itself no longer sets it)")
+    if not get_token():
+        raise ReleaseError(f"cannot publish to {url}: no Hugging Face token; run `hf auth login` or set HF_TOKEN "
+                           f"to a token with write access to the repository")
+
+
+def _upload(p: Path, url: str) -> str:
+    import fsspec
+
     try:
         fs, root = fsspec.core.url_to_fs(url)
     except (ImportError, ValueError) as e:

@@ -11,8 +11,8 @@ import typer
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DO_NOT_TRACK", "1")
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+# No HF_HUB_OFFLINE here: it would make `publish hf://...` fail for the whole process. The text encoder
+# loads its local folder with local_files_only (model/text.py), which needs no hub either way.
 
 app = typer.Typer(
     help="wordsmile: build text → facial-expression datasets (EmoAva format) and train CTEG models on them.\n\n"
