@@ -285,7 +285,7 @@ def flaky_server(sample_dir, tmp_path):
         yield url, handler
 
 
-FAST = ["sources.youtube.allow_private_urls=true", "sources.youtube.sleep_s=0", "sources.youtube.backoff_s=0",
+FAST = ["orchestration.max_failed_share=1", "sources.youtube.allow_private_urls=true", "sources.youtube.sleep_s=0", "sources.youtube.backoff_s=0",
         "sources.youtube.rate_limit_per_min=0", "sources.youtube.concurrency=1", "sources.youtube.socket_timeout_s=5"]
 
 
@@ -299,7 +299,8 @@ def test_flaky_server_build_finishes_and_reruns_complete_it(flaky_server, tmp_pa
     runs = []
     for i in range(8):   # the first build without retries (so the seeded failures show), then 2 retries
         rc, out = run("build", m, "-w", ws, *sets, "--set", f"sources.youtube.retries={0 if i == 0 else 2}")
-        assert rc == 0, out[-3000:]   # the build finishes whatever the server does
+        # the build finishes whatever the server does; it exits 1 (and says so) only when nothing came through
+        assert rc == 0 or (rc == 1 and "no sample was produced" in out), out[-3000:]
         check_integrity(ws)
         run_dir = max((ws / "runs").iterdir(), key=lambda p: p.stat().st_mtime)
         recs = pd.read_parquet(run_dir / "records.parquet")

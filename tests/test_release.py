@@ -156,7 +156,7 @@ def test_cli_release_verify_publish(dataset, tmp_path):
     import typer
     from typer.testing import CliRunner
 
-    from dataset import release as rel_mod
+    from dataset import cli as rel_mod
 
     app = typer.Typer()
     rel_mod.register(app)

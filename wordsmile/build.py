@@ -132,6 +132,11 @@ class BuildResult:
     records: list[Record]
     cache: dict[str, dict] = field(default_factory=dict)
     summary: str = ""
+    problems: list[str] = field(default_factory=list)   # why the build did not succeed; empty = success
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if self.problems else 0
 
     def counts(self) -> dict:
         df = records_frame(self.records)
@@ -285,15 +290,39 @@ class Build:
             if "assemble" in stages:
                 dataset_dir, r = self.assemble(coded, records)
                 records += r
-            return self.finish(records, dataset_dir)
+            return self.finish(records, dataset_dir, stages)
 
-    def finish(self, records: list[Record], dataset_dir: Path | None) -> BuildResult:
+    def outcome(self, records: list[Record], dataset_dir: Path | None, stages: Iterable[str] = STAGES) -> list[str]:
+        """Why this build is not a success (empty = success): no sample produced, or more than
+        orchestration.max_failed_share of one stage's items failed."""
+        problems = []
+        stages = list(stages)
+        if dataset_dir is not None:
+            info = json.loads((Path(dataset_dir) / "dataset.json").read_text(encoding="utf-8"))
+            if int(info["total"]["samples"]) == 0:
+                problems.append(f"no sample was produced: dataset {self.name} is empty (the reasons are above and "
+                                f"in {Path(dataset_dir) / 'report.html'})")
+        elif stages == ["ingest"] and not any(r.ok for r in records if r.stage == "ingest"):
+            problems.append("ingest produced no segment")
+        limit = self.cfg.orchestration.max_failed_share
+        for stage in STAGES:
+            mine = [r for r in records if r.stage == stage]
+            n_failed = sum(r.status.value == "failed" for r in mine)
+            if mine and limit < 1.0 and n_failed / len(mine) > limit:
+                problems.append(f"{stage}: {n_failed} of {len(mine)} items failed ({n_failed / len(mine):.0%}), "
+                                f"above orchestration.max_failed_share {limit:g}")
+        return problems
+
+    def finish(self, records: list[Record], dataset_dir: Path | None,
+               stages: Iterable[str] = STAGES) -> BuildResult:
         write_parquet(self.run_dir / "records.parquet", records_frame(records))
         cache = self.cache_stats(records)
         summary = print_summary(records, title=f"wordsmile build '{self.name}' — {self.run_dir.name}")
         if cache:
             summary += "\ncache: " + ", ".join(f"{k} {v['hits']} reused / {v['misses']} computed"
                                               for k, v in cache.items()) + "\n"
+        problems = self.outcome(records, dataset_dir, stages)
+        summary += "".join(f"error: {x}\n" for x in problems)
         write_text(self.run_dir / "summary.txt", summary)
         from pipeline.atomic import write_json
 
@@ -302,8 +331,8 @@ class Build:
             "started": _dt.datetime.fromtimestamp(self.started, _dt.timezone.utc).isoformat(),
             "finished": _dt.datetime.now(_dt.timezone.utc).isoformat(), "cache": cache,
             "dataset": str(dataset_dir) if dataset_dir else None,
-            "counts": BuildResult(self.name, self.run_dir, dataset_dir, records).counts()})
-        return BuildResult(self.name, self.run_dir, dataset_dir, records, cache, summary)
+            "counts": BuildResult(self.name, self.run_dir, dataset_dir, records).counts(), "problems": problems})
+        return BuildResult(self.name, self.run_dir, dataset_dir, records, cache, summary, problems)
 
     def cache_stats(self, records: list[Record]) -> dict[str, dict]:
         """Hits and misses per item stage, read from the cache entries themselves (an entry created
