@@ -306,6 +306,8 @@ def _rewrite_without(src: Path, out: Path, info: dict, ids: list[str]) -> dict:
     removed = sorted(df.loc[gone, "sample_id"])
     base = {k: v for k, v in info.items() if k not in (
         "format_version", "D", "fps", "fps_values", "counts", "total", "stats", "columns", "pickle_protocol")}
+    for f in base.get("funnel_by_source", []):
+        f["kept"] = int((~gone & (df["source_id"] == f["source_id"])).sum())
     base["funnel"] = list(info.get("funnel", [])) + (
         [{"stage": "release", "status": "skipped", "reason": "filter.excluded", "count": len(removed)}]
         if removed else [])
@@ -324,7 +326,10 @@ def _rewrite_without(src: Path, out: Path, info: dict, ids: list[str]) -> dict:
         shutil.copytree(src / "provenance", out / "provenance")
     write_json(out / "provenance" / "excluded.json",
                {"listed": sorted(listed), "removed": removed, "not_found": sorted(listed - set(removed))})
-    report.write_report(out, meta, df[~gone].reset_index(drop=True), cfg, media=None, thumbs_from=src)
+    run = {}
+    if (src / "provenance" / "run.json").is_file():
+        run = json.loads((src / "provenance" / "run.json").read_text(encoding="utf-8"))
+    report.write_report(out, meta, df[~gone].reset_index(drop=True), cfg, media=None, thumbs_from=src, run=run)
     card.write_card(out, meta, df[~gone].reset_index(drop=True))
     return meta
 

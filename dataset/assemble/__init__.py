@@ -145,8 +145,11 @@ def assemble(segments: pd.DataFrame, ctx: StageContext, name: str, records: list
     renamed into place). `records` are the upstream stages' records (for the rejection funnel);
     `extra_files` are copied in as-is (e.g. {"rig.npz": path} for arkit52); `exclude` drops sample ids.
     Returns the folder and one Record per considered sample."""
+    import time
+
     from dataset.assemble import card, report
 
+    t_start = time.monotonic()
     check_safe_id(name)
     cfg = ctx.cfg.assemble
     warnings = []
@@ -186,6 +189,8 @@ def assemble(segments: pd.DataFrame, ctx: StageContext, name: str, records: list
         "versions": {"software": versions, "extractors": [json.loads(e) for e in extractor]},
         "sources": _sources(df, manifest),
         "funnel": summary_frame(all_records).to_dict("records"),
+        "funnel_by_source": report.source_funnel(all_records, segments),
+        "rejected_examples": report.rejected_examples(all_records),
         "warnings": warnings,
         "extra_files": sorted(extra_files or {}),
     }
@@ -203,12 +208,16 @@ def assemble(segments: pd.DataFrame, ctx: StageContext, name: str, records: list
             write_text(prov / "manifest.yaml", mtext)
         write_text(prov / "run_summary.txt", print_summary(all_records, console=_quiet_console(),
                                                            title=f"{name}: records by stage"))
-        write_text(prov / "run.json", json.dumps({"run_dir": str(ctx.run_dir.name), "cache": ctx.cache_stats()},
-                                                  indent=2, sort_keys=True) + "\n")
         media = {str(r["segment_id"]): (str(r.get("video_path") or ""), float(r["start"]), float(r["end"]),
                                         str(r.get("faces_dir") or "")) for r, _ in kept}
-        report.write_report(tmp, meta, df, cfg, media=media, log=ctx.log)
+        rejects = report.reject_media(meta["rejected_examples"], all_records, segments)
+        ctx.log.info("dataset %s: writing the report", name)
+        run = report.run_metadata(ctx.run_dir, time.monotonic() - t_start)
+        report.write_report(tmp, meta, df, cfg, media=media, log=ctx.log, rejects=rejects, run=run)
         card.write_card(tmp, meta, df)
+        run = {**run, **report.run_metadata(ctx.run_dir, time.monotonic() - t_start)}
+        write_text(prov / "run.json", json.dumps({"run_dir": str(ctx.run_dir.name), "cache": ctx.cache_stats(),
+                                                  **run}, indent=2, sort_keys=True) + "\n")
         readable_modes(tmp)
     ctx.log.info("assembled %s: %s", dest, {s: meta["counts"][s]["samples"] for s in SPLITS})
     return dest, recs

@@ -14,6 +14,7 @@ import numpy as np
 
 from pipeline.config.assemble import AssembleConfig
 from pipeline.records import Reason, Record, failed, ok, skipped
+from pipeline.progress import progress
 
 STAGE = "assemble"
 
@@ -143,7 +144,7 @@ def select(rows: list[dict], cfg: AssembleConfig, exclude: set[str] | None = Non
     seen: dict[tuple, str] = {}
     space: Codes | None = None
     exclude = exclude or set()
-    for row in sorted(rows, key=sort_key):
+    for row in progress(sorted(rows, key=sort_key), "assemble: filters"):
         sid = str(row["segment_id"])
         if sid in exclude:
             recs.append(skipped(STAGE, sid, Reason.EXCLUDED, "listed in the exclusion file"))

@@ -17,7 +17,7 @@ from pipeline.atomic import save_npz, write_json
 from pipeline.records import Reason, Record, Status
 
 STAGE = "faces"
-CODE_VERSION = "1"
+CODE_VERSION = "2"   # 2: quality.json has an `overview` (every face's box on one frame) for the report
 
 _MODEL_PATHS: dict = {}
 
@@ -131,6 +131,8 @@ def evaluate(a: Analysis, cfg, loudness=None):
     dec = decide(ds, a.n, cfg.policy, cfg, a.scale, loudness)
     figs = {"decision": dec.reason.value, "decision_detail": dec.detail, **dec.figures,
             "n_frames": a.n, "cuts": list(a.cuts), **a.stats}
+    if len(ds) > 1:
+        figs["overview"] = overview(ds, a, dec.keep)
     if dec.keep is None:
         return dec, None, figs, (dec.reason, dec.detail)
     d = ds[dec.keep]
@@ -138,6 +140,18 @@ def evaluate(a: Analysis, cfg, loudness=None):
     figs.update(q)
     figs["per_frame"] = quality.per_frame(d, a.scale)
     return dec, d, figs, quality.check(q, cfg)
+
+
+def overview(ds: list[dict], a: Analysis, keep: int | None) -> dict:
+    """One frame with the most faces on screen (the middle one of those) and every track's box there, in
+    original pixels: the report draws it to show which face was kept and which were not."""
+    valid = np.stack([d["valid"] for d in ds])
+    count = valid.sum(axis=0)
+    best = np.flatnonzero(count == count.max())
+    i = int(best[len(best) // 2])
+    boxes = [[round(float(x) / a.scale, 1) for x in d["box"][i]] if d["valid"][i] else None for d in ds]
+    return {"frame": i, "t": round(float(a.t[i]), 3) if len(a.t) > i else 0.0,
+            "kept": -1 if keep is None else int(keep), "boxes": boxes}
 
 
 def _loudness_fn(path, start, end, a: Analysis, rate: int, info):
@@ -162,7 +176,7 @@ def process_segment(seg: dict, ctx) -> Record:
         if entry is not None:
             rec = Record.load(entry / "record.json")
             rec.item_id = seg_id   # an entry is shared by segments with the same video bytes and span
-            rec.output = str(entry) if rec.ok else rec.output
+            rec.output = str(entry)
             return rec
         from pipeline.media import probe
 
@@ -173,7 +187,8 @@ def process_segment(seg: dict, ctx) -> Record:
         small = {k: v for k, v in figs.items() if not isinstance(v, (list, dict))}
         dest = cache.path(key)
         if fail is not None:
-            rec = Record(STAGE, seg_id, Status.SKIPPED, fail[0], fail[1], small, "")
+            # output names the entry even when skipped: its quality.json shows the report why
+            rec = Record(STAGE, seg_id, Status.SKIPPED, fail[0], fail[1], small, str(dest))
         else:
             rec = Record(STAGE, seg_id, Status.OK, Reason.OK, dec.detail, small, str(dest))
         with cache.put(key, meta={"segment_id": seg_id}) as tmp:

@@ -1,0 +1,18 @@
+"""Progress bars for long work outside the per-item mappers (assembly, the report): tqdm on stderr,
+off when WORDSMILE_NO_PROGRESS=1 (tests, CI logs).
+
+# MERGE: wordsmile/build.py's `_progress` does the same for the stage mappers; point it here."""
+from __future__ import annotations
+
+import os
+from typing import Iterable, TypeVar
+
+T = TypeVar("T")
+
+
+def progress(items: Iterable[T], desc: str, total: int | None = None, unit: str = "item") -> Iterable[T]:
+    from tqdm.auto import tqdm
+
+    total = total if total is not None else (len(items) if hasattr(items, "__len__") else None)
+    return tqdm(items, total=total, desc=desc, unit=unit, dynamic_ncols=True, leave=True,
+                disable=total == 0 or os.environ.get("WORDSMILE_NO_PROGRESS") == "1")
