@@ -17,7 +17,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 setup: $(VENV)/.setup-done
 
 # torch first, in its own pip call: it takes the local CPU wheel; a bare torch requirement resolved
-# together with the rest would pull several GB of CUDA packages (DESIGN.md §4).
+# together with the rest would pull several GB of CUDA packages.
 $(VENV)/.setup-done: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip

@@ -106,8 +106,9 @@ def bench_flame53(args) -> list[dict]:
 
 def bench_arkit(args) -> dict:
     """faces stage vs expressions stage (arkit52, cache miss) on one generated talking clip."""
-    from extract.expressions import stage as expr_stage
-    from extract.faces import stage as faces_stage
+    from extract.expressions.stage import EXPRESSIONS
+    from extract.faces.stage import FACES
+    from pipeline.stage import run_item
     from testdata.samplegen import make_sample
     from pipeline.config import load_config
     from pipeline.context import StageContext
@@ -126,7 +127,7 @@ def bench_arkit(args) -> dict:
         ws = Workspace(d / "ws")
         ctx = StageContext(cfg=load_config(), ws=ws, run_dir=ws.new_run_dir())
         t0 = time.perf_counter()
-        frec = faces_stage.process_segment(seg, ctx)
+        frec = run_item(FACES, seg, ctx)
         faces_s = time.perf_counter() - t0
         if not frec.ok:
             raise SystemExit(f"faces stage did not keep a face: {frec.reason} {frec.detail}")
@@ -134,7 +135,7 @@ def bench_arkit(args) -> dict:
         for i in range(args.arkit_repeats):  # each run a miss: force a fresh entry
             ctx.force = {"expressions"}
             t0 = time.perf_counter()
-            rec = expr_stage.process_segment(seg, Path(frec.output), ctx)
+            rec = run_item(EXPRESSIONS, {**seg, "faces_dir": frec.output}, ctx)
             times.append(time.perf_counter() - t0)
             assert rec.ok, rec.detail
         expr_s = sorted(times)[len(times) // 2]

@@ -95,7 +95,8 @@ def _strip_nonspeech(text: str, cfg: CaptionConfig) -> str:
     # sung lyrics sit between music notes; a lone note marks music too
     text = re.sub(r"[♪♫][^♪♫]*[♪♫]", " ", text)
     text = re.sub(r"[♪♫]", " ", text)
-    text = re.sub(r"^\s*(>>+|-)\s*", " ", text)   # speaker-change marks
+    # speaker-change marks at the start of every line: "- Where are you going?\n- Out." keeps both
+    text = re.sub(r"(?m)^[ \t]*(?:>>+|[-–])[ \t]*", " ", text)
     return text
 
 
@@ -175,7 +176,7 @@ def parse_captions(text: str, cfg: CaptionConfig | None = None, fmt: str | None 
                 continue
             # a caption text with a blank line inside (sloppy SRT): it belongs to the previous cue
             if prev_cue is not None and not rolling:
-                extra = _clean(" ".join(lines), cfg)
+                extra = _clean("\n".join(lines), cfg)
                 if extra:
                     prev_cue.text = normalize_text(prev_cue.text + " " + extra)
                     prev_cue.words = None
@@ -215,7 +216,7 @@ def parse_captions(text: str, cfg: CaptionConfig | None = None, fmt: str | None 
             if not emitted and any(_bare(ln) and not _clean(ln, cfg) for ln in body):
                 res.n_nonspeech += 1
             continue
-        t = _clean(" ".join(body), cfg)
+        t = _clean("\n".join(body), cfg)   # line breaks kept until each line's dash is stripped
         if not t:
             if " ".join(body).strip():
                 res.n_nonspeech += 1

@@ -3,17 +3,17 @@ docs/ARCHITECTURE.md) plus one record per video/row (ok, skipped or failed with 
 
 Resumable: YouTube downloads keep a yt-dlp archive and per-video done markers; local sources are
 re-read (cheap) with media probes memoised per source in `sources/SOURCE_ID/probes.json`.
-A broken entry never stops the others: an unexpected exception becomes one failed record.
+A broken entry never stops the others: the stage runner turns an exception into one failed record.
 """
 from __future__ import annotations
 
-import traceback
+import importlib
 
 import pandas as pd
-from tqdm import tqdm
 
 from extract.sources.common import SEGMENT_COLUMNS, ProbeMemo
-from pipeline.records import Reason, Record, failed
+from pipeline.records import Record
+from pipeline.stage import Stage
 
 STAGE = "ingest"
 CODE_VERSION = "1"
@@ -27,27 +27,41 @@ _READERS = {
 }
 
 
-def ingest_source(entry, manifest, ctx) -> tuple[list[dict], list[Record]]:
-    """Segments (rows with exactly SEGMENT_COLUMNS) and records of one manifest entry."""
-    import importlib
+class IngestStage(Stage):
+    """One manifest entry -> its utterance segments and one record per video or row. Not cached here:
+    each source kind keeps its own resume markers (docs/ARCHITECTURE.md, "What decides a rerun")."""
 
-    mod, fn = _READERS[entry.kind]
-    reader = getattr(importlib.import_module(mod), fn)
-    folder = ctx.ws.safe_child(ctx.ws.sources, entry.id)
-    folder.mkdir(parents=True, exist_ok=True)
-    memo = ProbeMemo(folder / "probes.json", ctx.ws, ctx.cfg.media.probe_timeout_s)
-    try:
-        rows, recs = reader(entry, manifest, ctx, memo)
-    except Exception as e:  # noqa: BLE001 - a bug in one reader must not lose the other sources
-        tail = "".join(traceback.format_exception(e)[-3:]).strip()
-        ctx.log.error("ingest %s (%s) crashed: %s", entry.id, entry.kind, e)
-        return [], [failed(STAGE, entry.id, Reason.ERROR, f"{entry.kind} source {entry.id!r}: {tail[-800:]}")]
-    finally:
-        memo.save()
-    rows = [{c: r[c] for c in SEGMENT_COLUMNS} for r in rows]
-    n_ok = sum(r.ok for r in recs)
-    ctx.log.info("ingest %s (%s): %d segments, %d ok / %d records", entry.id, entry.kind, len(rows), n_ok, len(recs))
-    return rows, recs
+    name, code_version, section, cached = STAGE, CODE_VERSION, "sources", False
+
+    def item_id(self, item) -> str:
+        return item[0].id
+
+    def label(self, item) -> str:
+        return f"{item[0].id} ({item[0].kind})"
+
+    def process(self, item, ctx, out=None) -> tuple[list[dict], list[Record]]:
+        entry, manifest = item
+        mod, fn = _READERS[entry.kind]
+        reader = getattr(importlib.import_module(mod), fn)
+        folder = ctx.ws.safe_child(ctx.ws.sources, entry.id)
+        folder.mkdir(parents=True, exist_ok=True)
+        memo = ProbeMemo(folder / "probes.json", ctx.ws, ctx.cfg.media.probe_timeout_s)
+        try:
+            rows, recs = reader(entry, manifest, ctx, memo)
+        finally:
+            memo.save()
+        rows = [{c: r[c] for c in SEGMENT_COLUMNS} for r in rows]
+        n_ok = sum(r.ok for r in recs)
+        ctx.log.info("ingest %s (%s): %d segments, %d ok / %d records", entry.id, entry.kind, len(rows), n_ok,
+                     len(recs))
+        return rows, recs
+
+    def failed_result(self, item, record: Record) -> tuple[list[dict], list[Record]]:
+        record.detail = f"{item[0].kind} source {item[0].id!r}: {record.detail}"
+        return [], [record]
+
+
+INGEST = IngestStage()
 
 
 def segments_frame(rows: list[dict]) -> pd.DataFrame:
@@ -59,16 +73,4 @@ def segments_frame(rows: list[dict]) -> pd.DataFrame:
     return df.sort_values(["source_id", "video_id", "start", "end", "segment_id"], kind="mergesort").reset_index(drop=True)
 
 
-def ingest_manifest(manifest, ctx) -> tuple[pd.DataFrame, list[Record]]:
-    """Run every enabled entry of the manifest; returns the segment table and all records."""
-    rows: list[dict] = []
-    recs: list[Record] = []
-    entries = [e for e in manifest.sources if e.enabled]
-    for entry in tqdm(entries, desc="ingest", unit="source", disable=len(entries) < 2):
-        r, rc = ingest_source(entry, manifest, ctx)
-        rows += r
-        recs += rc
-    return segments_frame(rows), recs
-
-
-__all__ = ["STAGE", "CODE_VERSION", "ingest_source", "ingest_manifest", "segments_frame"]
+__all__ = ["STAGE", "CODE_VERSION", "INGEST", "IngestStage", "segments_frame"]

@@ -20,8 +20,8 @@ from prefect.logging import get_run_logger  # noqa: E402
 from prefect.task_runners import ThreadPoolTaskRunner  # noqa: E402
 
 from flows.server import YOUTUBE_LIMIT  # noqa: E402
-from flows.tasks import default_task_for, funnel_artifact, make_ingest_task, prefect_mapper  # noqa: E402
-from wordsmile.build import STAGES, Build, ingest_item  # noqa: E402
+from flows.tasks import funnel_artifact, item_task, make_ingest_task, prefect_mapper  # noqa: E402
+from wordsmile.build import STAGES, Build  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -56,21 +56,7 @@ def _run_build(b: Build, stages: list[str]):
     cfg = b.cfg
     ingest_task = make_ingest_task(cfg.sources.youtube.retries, cfg.sources.youtube.backoff_s)
     gpu = cfg.expressions.backend == "flame53"
-    per_item = default_task_for(gpu=gpu)
-
-    def task_for(fn):
-        return ingest_task if fn is ingest_item else per_item(fn)
-
-    def ingest_mapper(fn, items, desc):
-        # sources are few and may download: submit them all and let the 'download' tag limit concurrency
-        futs = [ingest_task.submit(args[0], args[1], args[2]) for args in items]
-        return [f.result() for f in futs]
-
-    base = prefect_mapper(task_for)
-
-    def mapper(fn, items, desc):
-        return ingest_mapper(fn, items, desc) if fn is ingest_item else base(fn, items, desc)
-
+    mapper = prefect_mapper(lambda stage: item_task(stage, gpu=gpu, ingest_task=ingest_task))
     res = b.run(stages, mapper, wait_lock=600)
     funnel_artifact(res.records, key=f"funnel-{_slug(b.name)}", title=f"Funnel of {b.name}")
     md = f"### {b.name}\n\n```\n{res.summary}\n```\n\nrun folder: `{res.run_dir}`\n\ndataset: `{res.dataset_dir}`\n"

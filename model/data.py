@@ -13,9 +13,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+from pipeline.codespaces import CODE_SPACES
 from pipeline.formats.dataset import SPLITS
 
-FLAME_JAW = (50, 51, 52)
 
 
 class DatasetError(ValueError):
@@ -56,9 +57,8 @@ class DatasetInfo:
 
 
 def default_jaw_dims(code_space: str, dims: list[str]) -> list[int]:
-    if code_space == "flame53":
-        return list(FLAME_JAW)
-    return [i for i, n in enumerate(dims) if n.lower().startswith("jaw")]
+    """Jaw columns of a dataset.json without `jaw_dims` (older datasets): the registry's, by name."""
+    return CODE_SPACES[code_space].jaw_indices(dims) if code_space in CODE_SPACES else []
 
 
 def load_info(root: str | Path) -> DatasetInfo:

@@ -6,7 +6,6 @@ drawn with a small painter's-algorithm rasteriser (depth-sorted triangles, Lambe
 and no 3-D library needed."""
 from __future__ import annotations
 
-import shutil
 import subprocess
 import textwrap
 import unicodedata
@@ -15,20 +14,13 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.atomic import atomic_path
+from pipeline.codespaces import CODE_SPACES
+from pipeline.formats.rig import RIG_FILE, Rig
+from pipeline.media import ffmpeg_exe
 
 SKIN = np.array([205, 170, 150], np.float64)  # RGB
 BG = (28, 28, 32)
 LIGHT = np.array([0.3, 0.4, 1.0]) / np.linalg.norm([0.3, 0.4, 1.0])
-
-
-def ffmpeg_exe() -> str:
-    """ffmpeg on PATH, else the binary in the imageio-ffmpeg wheel (DESIGN.md §4)."""
-    exe = shutil.which("ffmpeg")
-    if exe:
-        return exe
-    import imageio_ffmpeg
-
-    return imageio_ffmpeg.get_ffmpeg_exe()
 
 
 def face_mesh_triangles() -> np.ndarray:
@@ -206,20 +198,23 @@ def plot_curves(seqs: dict[str, np.ndarray], dims: list[int], names: list[str], 
 def codes_to_mesh(codes_list: list[np.ndarray], code_space: str, dataset_root: str | Path | None = None,
                   flame_model: str | Path | None = None, rig_path: str | Path | None = None):
     """Vertices for each code sequence + triangles + axis conventions (y_up, z_toward_viewer)."""
-    if code_space == "flame53":
+    if code_space not in CODE_SPACES:
+        raise ValueError(f"no renderer for code space {code_space!r} (dataset.json field 'code_space')")
+    space = CODE_SPACES[code_space]
+    if space.renderer == "flame":
         from model.flame import flame_vertices, load_flame
 
         if not flame_model:
             raise ValueError("rendering flame53 codes needs --flame PATH to FLAME 2020 generic_model.pkl")
         fm = load_flame(flame_model)
-        verts = [flame_vertices(fm, c[:, :50], c[:, 50:53]) for c in codes_list]
+        jaw = list(space.jaw_dims)
+        exp = [i for i in range(space.D) if i not in jaw]
+        verts = [flame_vertices(fm, c[:, exp], c[:, jaw]) for c in codes_list]
         return verts, fm.faces, True, True
-    if code_space == "arkit52":
-        rp = Path(rig_path) if rig_path else (Path(dataset_root) / "rig.npz" if dataset_root else None)
+    if space.renderer == "rig":
+        rp = Path(rig_path) if rig_path else (Path(dataset_root) / RIG_FILE if dataset_root else None)
         if rp is None or not rp.exists():
             raise FileNotFoundError(f"rendering arkit52 codes needs the dataset's linear rig: {rp} not found")
-        from extract.expressions.rig import Rig  # written by the expressions stage
-
         rig = Rig.load(rp)
         verts = [np.asarray(rig.apply(np.asarray(c, np.float32)), np.float64) for c in codes_list]
         # the rig's canonical head frame is the image's: x right, y down, z away from the camera

@@ -9,8 +9,6 @@ is never relied on: its default cache policy includes the flow-run id and does n
 from __future__ import annotations
 
 import datetime as _dt
-import shutil
-import threading
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
@@ -33,9 +31,6 @@ class StageCache:
         self.params = params if params is not None else {}
         self.params_hash = obj_hash(self.params)
         self.force = force
-        self.hits = 0
-        self.misses = 0
-        self._counter_lock = threading.Lock()
 
     def key(self, *inputs: Any) -> str:
         """Key from the inputs' content hashes (and any other defining values, e.g. a time span)."""
@@ -47,18 +42,7 @@ class StageCache:
 
     def get(self, key: str) -> Path | None:
         p = self.path(key)
-        found = (not self.force) and (p / DONE).exists()
-        with self._counter_lock:
-            if found:
-                self.hits += 1
-            else:
-                self.misses += 1
-        return p if found else None
-
-    def peek(self, key: str) -> Path | None:
-        """Like get() but neither counts nor honours force: for reading an upstream stage's result."""
-        p = self.path(key)
-        return p if (p / DONE).exists() else None
+        return p if (not self.force) and (p / DONE).exists() else None
 
     @contextmanager
     def put(self, key: str, meta: dict | None = None) -> Iterator[Path]:
@@ -71,9 +55,3 @@ class StageCache:
                 "params": self.params, "created": _dt.datetime.now(_dt.timezone.utc).isoformat(),
                 **(meta or {})})
             (tmp / DONE).touch()
-
-    def invalidate(self, key: str) -> None:
-        shutil.rmtree(self.path(key), ignore_errors=True)
-
-    def stats(self) -> dict:
-        return {"stage": self.stage, "hits": self.hits, "misses": self.misses}

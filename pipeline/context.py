@@ -20,13 +20,11 @@ class StageContext:
     _caches: dict = field(default_factory=dict, repr=False)
 
     def cache(self, stage: str, code_version: str, params=None) -> StageCache:
-        """The stage's cache, shared within this context so hit/miss counts add up per run."""
+        """The stage's cache (one object per stage within this process; counts are per-item stats files,
+        see pipeline/stage.py)."""
         k = (stage, code_version)
         if k not in self._caches:
             self._caches[k] = StageCache(self.ws, stage, code_version,
                                          params if params is not None else {},
                                          force=stage in self.force)
         return self._caches[k]
-
-    def cache_stats(self) -> list[dict]:
-        return [c.stats() for c in self._caches.values()]

@@ -25,7 +25,7 @@ from typing import Iterator
 import numpy as np
 
 from pipeline.atomic import atomic_path
-from pipeline.records import Reason
+from pipeline.records import ItemError, Reason
 
 from pipeline.config.media import MediaConfig
 
@@ -40,20 +40,26 @@ def configure(cfg: MediaConfig) -> None:
     _CFG = cfg
 
 
-class MediaError(RuntimeError):
+class MediaError(ItemError):
     """A media file that cannot be used; `.path` names it, `.reason` is a pipeline.records.Reason."""
 
     def __init__(self, path: str | os.PathLike, reason: Reason, detail: str):
         self.path = Path(path)
-        self.reason = Reason(reason)
-        self.detail = detail
-        super().__init__(f"{self.path}: {detail}")
+        super().__init__(reason, detail)
+        self.args = (f"{self.path}: {detail}",)
+
+
+def ffmpeg_exe(configured: str | None = None) -> str:
+    """The one way to find ffmpeg (decoding, yt-dlp's merges, rendering, test media): `configured`, else
+    the config's `media.ffmpeg` (see configure()), else $WORDSMILE_FFMPEG, else `ffmpeg` on PATH, else the
+    binary in the imageio-ffmpeg wheel (no ffprobe in it: probing uses ffmpeg itself)."""
+    if configured is None:
+        configured = _CFG.ffmpeg or os.environ.get("WORDSMILE_FFMPEG", "")
+    return _resolve_ffmpeg(configured)
 
 
 @functools.lru_cache(maxsize=8)
-def ffmpeg_exe(configured: str = "") -> str:
-    """The ffmpeg binary: `configured` (a path or a name on PATH), else `ffmpeg` on PATH, else the
-    one in the imageio-ffmpeg wheel. Cached per argument."""
+def _resolve_ffmpeg(configured: str) -> str:
     if configured:
         found = shutil.which(configured) or (configured if Path(configured).is_file() else None)
         if not found:
@@ -65,10 +71,6 @@ def ffmpeg_exe(configured: str = "") -> str:
     import imageio_ffmpeg
 
     return imageio_ffmpeg.get_ffmpeg_exe()
-
-
-def _ffmpeg() -> str:
-    return ffmpeg_exe(_CFG.ffmpeg or os.environ.get("WORDSMILE_FFMPEG", ""))
 
 
 @dataclass
@@ -152,7 +154,7 @@ def probe(path: str | os.PathLike, timeout: float | None = None) -> MediaInfo:
     _check_file(path)
     timeout = _CFG.probe_timeout_s if timeout is None else timeout
     # One ffmpeg run: the input description on stderr, video packet timestamps on stdout.
-    proc = _run([_ffmpeg(), "-hide_banner", "-nostdin", "-i", _arg(path), "-map", "0:v:0?", "-c", "copy",
+    proc = _run([ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", _arg(path), "-map", "0:v:0?", "-c", "copy",
                  "-f", "framecrc", "-"], path, timeout)
     err = proc.stderr.decode("utf-8", "replace")
     out = proc.stdout.decode("utf-8", "replace")
@@ -288,7 +290,7 @@ def decode(path: str | os.PathLike, start: float = 0.0, end: float | None = None
     if (ow, oh) != (W, H):
         filters.append(f"scale={ow}:{oh}:flags=area")
     filters.append("showinfo=checksum=0")  # each output frame's true pts on stderr (no plane checksums: they cost ~20% of decode)
-    args = [_ffmpeg(), "-hide_banner", "-nostdin", "-nostats", "-loglevel", "info"]
+    args = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-nostats", "-loglevel", "info"]
     if start > 0:
         args += ["-ss", f"{start:.6f}"]  # input seek; ffmpeg then decodes up to the exact start
     if _CFG.decode_threads > 0:
@@ -361,7 +363,7 @@ def read_audio(path: str | os.PathLike, start: float = 0.0, end: float | None = 
     start, end = _span(path, info, start, end)
     if not info.has_audio:
         return np.zeros(0, np.float32)
-    args = [_ffmpeg(), "-hide_banner", "-nostdin", "-loglevel", "error"]
+    args = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error"]
     if start > 0:
         args += ["-ss", f"{start:.6f}"]
     args += ["-i", _arg(path), "-t", f"{end - start:.6f}", "-map", "0:a:0", "-vn", "-ac", "1",
@@ -384,7 +386,7 @@ def cut_clip(path: str | os.PathLike, start: float, end: float, dest: str | os.P
     path, dest = Path(path), Path(dest)
     info = info or probe(path)
     start, end = _span(path, info, start, end)
-    args = [_ffmpeg(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y"]
+    args = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y"]
     if start > 0:
         args += ["-ss", f"{start:.6f}"]
     args += ["-i", _arg(path), "-t", f"{end - start:.6f}", "-map", "0:v:0", "-map", "0:a:0?", "-sn", "-dn",

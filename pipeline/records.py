@@ -21,10 +21,12 @@ class Reason(str, Enum):
     DL_UNAVAILABLE = "download.unavailable"    # removed, private, deleted, 404
     DL_GEO = "download.geo_blocked"  # not available in this country
     DL_AGE = "download.age_gated"  # needs sign-in to confirm age
-    DL_RATE_LIMITED = "download.rate_limited"  # HTTP 429, bot check
+    DL_RATE_LIMITED = "download.rate_limited"  # HTTP 429, Too Many Requests, unusual traffic
+    DL_BOT_CHECK = "download.bot_check"  # "Sign in to confirm you're not a bot": needs cookies or a PO token
+    DL_TIMEOUT = "download.timeout"  # the overall deadline of a download or a video passed (a drip server)
     DL_NETWORK = "download.network"            # DNS, refused, timeout, truncated transfer
     DL_UNKNOWN = "download.unknown"  # a download error of no known class: the detail has the message
-    URL_REFUSED = "download.url_refused"       # file:// or private address without opt-in, bad scheme
+    URL_REFUSED = "download.url_refused"  # URL policy: file://, bad scheme, a name that does not resolve, a private address (also via a redirect or embedded media)
     ALREADY_DOWNLOADED = "download.archived"   # in the download archive: skipped on purpose
     # ingest: inputs and transcripts
     MISSING_FILE = "input.missing_file"  # a file the source names is not on disk (MELD clip, table video)
@@ -56,7 +58,6 @@ class Reason(str, Enum):
     TOO_FEW_FRAMES = "filter.too_few_frames"  # fewer frames than assemble.min_frames
     TOO_MANY_FRAMES = "filter.too_many_frames"  # more frames than assemble.max_frames (EmoAva would truncate)
     LOW_VALID_RATIO = "filter.low_valid_ratio"  # too few frames with a valid face/code
-    TEXT_EMPTY = "filter.text_empty"  # the utterance text is empty
     TEXT_NO_LETTERS = "filter.text_no_letters"  # the text has no letters (only digits, symbols, music notes)
     TEXT_TOO_LONG = "filter.text_too_long"  # more words than assemble.max_words
     DUPLICATE = "filter.duplicate"  # same text, video and span as an earlier sample
@@ -64,7 +65,17 @@ class Reason(str, Enum):
     OUT_OF_RANGE = "filter.out_of_range_codes"  # codes outside the code space's plausible bounds
     EXCLUDED = "filter.excluded"               # listed in an opt-out / takedown file
     UPSTREAM = "upstream.not_ok"               # an earlier stage did not produce this item
+    TIMEOUT = "item.timeout"                   # the item ran past its wall-clock deadline (orchestration.item_timeout_s)
     ERROR = "internal.error"                   # an unexpected exception (bug): detail has the traceback tail
+
+
+class ItemError(Exception):
+    """An expected failure of one item, with its most specific reason (a broken file, a timeout). The stage
+    runner records it as failed and does not cache it, so a rerun tries again."""
+
+    def __init__(self, reason: Reason, detail: str):
+        super().__init__(detail)
+        self.reason, self.detail = Reason(reason), detail
 
 
 @dataclass

@@ -46,7 +46,7 @@ _CORNERS = ((204.0, 146.0), (240.0, 146.0))
 _BROWS = ((201.0, 93.0), (247.0, 93.0))
 _FACE_CENTER = (223.0, 122.0)
 # Displacement amplitudes in astronaut pixels at signal 1: wide, because the landmarker's jawOpen
-# reacts weakly to small lip warps (DESIGN.md §4).
+# reacts weakly to small lip warps (a measured jawOpen of 0.013 → ~0.06 for an 18-px warp).
 _JAW_PX = 24.0
 _CORNER_PX = 9.0
 _BROW_PX = 7.0

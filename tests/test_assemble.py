@@ -64,7 +64,7 @@ def smooth_codes(seed: int, n: int, D: int = 52) -> np.ndarray:
 
 # sample id -> expected reason for the bad rows of the world
 BAD = {
-    "bad-empty": Reason.TEXT_EMPTY, "bad-noletters": Reason.TEXT_NO_LETTERS, "bad-long": Reason.TEXT_TOO_LONG,
+    "bad-empty": Reason.EMPTY_TEXT, "bad-noletters": Reason.TEXT_NO_LETTERS, "bad-long": Reason.TEXT_TOO_LONG,
     "bad-short": Reason.TOO_FEW_FRAMES, "bad-toolong": Reason.TOO_MANY_FRAMES, "bad-invalid": Reason.LOW_VALID_RATIO,
     "bad-nan": Reason.NON_FINITE, "bad-range": Reason.OUT_OF_RANGE, "zz-dup": Reason.DUPLICATE,
     "bad-missing": Reason.MISSING_FILE,

@@ -224,3 +224,19 @@ def test_written_files_roundtrip(cues, srt):
     expect = [w for s, d, words in sorted(cues, key=lambda c: (c[0], c[0] + c[1])) for w in words]
     assert [w for c in res.cues for w in c.text.split()] == expect
     assert all(a.start <= b.start for a, b in zip(res.cues, res.cues[1:]))
+
+
+@pytest.mark.parametrize("fmt,text", [
+    ("vtt", "WEBVTT\n\n00:00:01.000 --> 00:00:03.000\n- Where are you going?\n- Out.\n"),
+    ("srt", "1\n00:00:01,000 --> 00:00:03,000\n-Where are you going?\n-Out.\n"),
+    ("srt", "1\n00:00:01,000 --> 00:00:03,000\n– Where are you going?\n>> Out.\n"),
+])
+def test_every_dialogue_dash_is_stripped(fmt, text):
+    """Two speakers in one cue: both lines kept, each line's speaker dash removed."""
+    res = parse_captions(text, fmt=fmt)
+    assert [c.text for c in res.cues] == ["Where are you going? Out."]
+
+
+def test_dash_inside_a_line_is_text():
+    res = parse_captions("WEBVTT\n\n00:00:01.000 --> 00:00:03.000\nWell - maybe.\nTwenty-two.\n")
+    assert [c.text for c in res.cues] == ["Well - maybe. Twenty-two."]

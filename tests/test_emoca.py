@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from stages import run_expressions, run_faces
 import torch
 import yaml
 
@@ -180,7 +181,7 @@ def test_flame53_stage_with_crops_npy(tmp_path, emoca_dir, model):
     track["valid"][2] = False
     x = crops(4, seed=5)
     fdir = write_faces_entry(c.ws, "c" * 32, track, crops=x)
-    rec = stage.process_segment({"segment_id": "s", "video_path": "", "start": 0.0, "end": 0.24}, fdir, c)
+    rec = run_expressions({"segment_id": "s", "video_path": "", "start": 0.0, "end": 0.24}, fdir, c)
     assert rec.ok, rec.detail
     out = Path(rec.output)
     ref = model.predict(x, batch_size=4)
@@ -216,12 +217,12 @@ def test_flame53_stage_decodes_and_crops_without_crops_npy(tmp_path, emoca_dir, 
              "blendshapes": np.zeros((n, 52), np.float32), "valid": np.ones(n, bool), "fps": np.float64(fps)}
     c = _ctx(tmp_path, emoca_dir)
     fdir = write_faces_entry(c.ws, "b" * 32, track)
-    crops_, got, src = stage.track_crops(seg, fdir, stage.load_track(fdir), c.cfg.expressions, c.log)
+    crops_, got, src = stage.track_crops(seg, fdir, read_track(fdir), c.cfg.expressions, c.log)
     assert src == "decoded" and got.all() and crops_.shape == (n, 224, 224, 3)
     assert crops_.std() > 20                               # real face pixels, not black
     centre = crops_[:, 80:144, 80:144].astype(float)      # the face fills the crop's middle
     assert centre.std() > 10 and centre.mean() > 30
-    rec = stage.process_segment(seg, fdir, c)
+    rec = run_expressions(seg, fdir, c)
     assert rec.ok, rec.detail
     assert rec.figures["n_valid"] == n
     assert json.loads((Path(rec.output) / "codes.json").read_text())["crops"] == "decoded"

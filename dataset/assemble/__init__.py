@@ -10,14 +10,18 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from dataset.assemble.filters import AssembleError, load_codes, select
+from dataset.assemble.filters import AssembleError, select
 from dataset.assemble.splits import assign_split
 from pipeline.formats.dataset import SPLITS
 from pipeline.formats.dataset import software_versions, write_dataset
 from pipeline.atomic import atomic_dir, write_text
+from pipeline.codespaces import code_space as code_space_of
 from pipeline.context import StageContext
+from pipeline.formats.track import read_quality
 from pipeline.manifest import check_safe_id
 from pipeline.records import Record, print_summary, summary_frame
+from pipeline.redact import redact_text
+from pipeline.stage import read_stats
 
 STAGE = "assemble"
 CODE_VERSION = "1"
@@ -26,11 +30,6 @@ _SEG_STR_COLUMNS = ["source_id", "source_kind", "video_id", "video_hash", "words
                     "sentiment", "url", "title", "uploader", "license", "downloaded_at", "tool_versions"]
 
 
-def jaw_dims(code_space: str, dims: list[str]) -> list[int]:
-    """Indices of the jaw dimensions (EmoAva weights them ×5 in its loss)."""
-    if code_space == "flame53":
-        return list(range(len(dims) - 3, len(dims)))
-    return [i for i, d in enumerate(dims) if "jaw" in d.lower()]
 
 
 def _is_number(v: Any) -> bool:
@@ -55,16 +54,9 @@ def _flatten(prefix: str, obj: Any, out: dict) -> None:
 
 def face_columns(faces_dir: str) -> dict[str, Any]:
     """quality.json figures as face_* columns (missing or unreadable files give no columns)."""
-    if not faces_dir:
-        return {}
-    p = Path(faces_dir) / "quality.json"
-    try:
-        q = json.loads(p.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
     out: dict[str, Any] = {}
-    if isinstance(q, dict):
-        _flatten("face", q, out)
+    if faces_dir:
+        _flatten("face", read_quality(faces_dir), out)
     return out
 
 
@@ -181,7 +173,7 @@ def assemble(segments: pd.DataFrame, ctx: StageContext, name: str, records: list
         "description": getattr(manifest, "description", "") or "",
         "code_space": code_space,
         "dims": dims,
-        "jaw_dims": jaw_dims(code_space, dims),
+        "jaw_dims": code_space_of(code_space).jaw_indices(dims),  # EmoAva weights them ×5
         "codes": "smooth" if cfg.use_smoothed else "raw",
         "config_hash": ctx.cfg.hash(),
         "assemble_config": cfg.model_dump(mode="json"),
@@ -203,7 +195,7 @@ def assemble(segments: pd.DataFrame, ctx: StageContext, name: str, records: list
             shutil.copyfile(src, tmp / fname)
         prov = tmp / "provenance"
         write_text(prov / "config.yaml", ctx.cfg.to_yaml())
-        mtext = _manifest_text(manifest)
+        mtext = redact_text(_manifest_text(manifest))   # no credentials/tokens of source URLs
         if mtext:
             write_text(prov / "manifest.yaml", mtext)
         write_text(prov / "run_summary.txt", print_summary(all_records, console=_quiet_console(),
@@ -216,7 +208,7 @@ def assemble(segments: pd.DataFrame, ctx: StageContext, name: str, records: list
         report.write_report(tmp, meta, df, cfg, media=media, log=ctx.log, rejects=rejects, run=run)
         card.write_card(tmp, meta, df)
         run = {**run, **report.run_metadata(ctx.run_dir, time.monotonic() - t_start)}
-        write_text(prov / "run.json", json.dumps({"run_dir": str(ctx.run_dir.name), "cache": ctx.cache_stats(),
+        write_text(prov / "run.json", json.dumps({"run_dir": str(ctx.run_dir.name), "cache": read_stats(ctx.run_dir),
                                                   **run}, indent=2, sort_keys=True) + "\n")
         readable_modes(tmp)
     ctx.log.info("assembled %s: %s", dest, {s: meta["counts"][s]["samples"] for s in SPLITS})
@@ -237,4 +229,4 @@ def _quiet_console():
     return Console(file=open("/dev/null", "w"), width=100)
 
 
-__all__ = ["STAGE", "CODE_VERSION", "assemble", "AssembleError", "load_codes", "jaw_dims"]
+__all__ = ["STAGE", "CODE_VERSION", "assemble", "AssembleError"]

@@ -9,6 +9,7 @@ import pandas as pd
 import yaml
 
 from pipeline.atomic import write_text
+from pipeline.codespaces import CODE_SPACES
 
 # How to cite each kind of source (prose references: authors, title, venue).
 SOURCE_CITATIONS = {
@@ -24,16 +25,12 @@ SOURCE_CITATIONS = {
     "table": "Cite the table's original publisher as named in the `url`/`license` columns.",
     "folder": "Cite the clips' original publisher as named in the `url`/`license` columns.",
 }
-CODE_SPACE_CITATIONS = {
-    "arkit52": "Codes are the 52 ARKit-style blendshape scores of the MediaPipe Face Landmarker (Google, "
-               "Apache-2.0), values in [0, 1].",
-    "flame53": "Codes are 50 FLAME expression coefficients + 3 jaw-pose values (axis-angle, radians) regressed "
-               "by EMOCA v2 (R. Daněček, M. J. Black, T. Bolkart, *EMOCA: Emotion Driven Monocular Face "
-               "Capture and Animation*, CVPR 2022) on the FLAME model (T. Li et al., SIGGRAPH Asia 2017): "
-               "exactly the code space of EmoAva.",
-}
 EMOAVA = ("The file layout follows EmoAva: *When Words Smile: Generating Diverse Emotional Facial Expressions "
           "from Text*, EMNLP 2025.")
+
+
+def _space_text(name: str) -> str:
+    return CODE_SPACES[name].card_text if name in CODE_SPACES else ""
 
 
 def size_category(n: int) -> str:
@@ -179,7 +176,7 @@ A source's official split is kept; otherwise whole videos are assigned by a hash
 ## Code space
 
 `{meta['code_space']}`, D = {D}: {dims}. Jaw dimensions (indices): {meta.get('jaw_dims')}.
-{CODE_SPACE_CITATIONS.get(meta['code_space'], '')}
+{_space_text(meta['code_space'])}
 
 ## Filters and thresholds
 
@@ -208,6 +205,6 @@ A source's official split is kept; otherwise whole videos are assigned by a hash
 
 {cites}
 - {EMOAVA}
-{('- ' + CODE_SPACE_CITATIONS[meta['code_space']]) if meta['code_space'] in CODE_SPACE_CITATIONS else ''}
+{('- ' + _space_text(meta['code_space'])) if _space_text(meta['code_space']) else ''}
 """
     return write_text(Path(out) / "README.md", text)

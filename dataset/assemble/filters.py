@@ -4,15 +4,13 @@ Every rejection becomes a Record (stage "assemble") with a Reason and a detail n
 dataset card and report can show exactly why samples are missing."""
 from __future__ import annotations
 
-import json
 import unicodedata
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from pipeline.config.assemble import AssembleConfig
+from pipeline.formats import FormatError
+from pipeline.formats.codes import Codes, read_codes
 from pipeline.records import Reason, Record, failed, ok, skipped
 from pipeline.progress import progress
 
@@ -23,62 +21,6 @@ class AssembleError(ValueError):
     """A problem with the inputs as a whole (mixed code spaces, a bad setting): the build must stop."""
 
 
-@dataclass
-class Codes:
-    codes: np.ndarray          # (T, D) float32: the sequence written to the dataset
-    valid: np.ndarray          # (T,) bool
-    fps: float
-    code_space: str
-    dims: list[str]
-    meta: dict[str, Any] = field(default_factory=dict)   # backend, smoothing, versions (codes.json)
-    source: str = ""           # the codes.json path, for error messages
-
-
-class CodesUnreadable(Exception):
-    def __init__(self, reason: Reason, detail: str):
-        super().__init__(detail)
-        self.reason, self.detail = reason, detail
-
-
-def load_codes(codes_dir: str | Path, use_smoothed: bool = True) -> Codes:
-    """Read an expressions cache entry (codes.npz + codes.json, docs/ARCHITECTURE.md)."""
-    d = Path(codes_dir)
-    npz, js = d / "codes.npz", d / "codes.json"
-    for p in (npz, js):
-        if not p.is_file():
-            raise CodesUnreadable(Reason.MISSING_FILE, f"{p} is missing")
-    try:
-        meta = json.loads(js.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as e:
-        raise CodesUnreadable(Reason.ERROR, f"{js}: not valid JSON ({e})") from None
-    for k in ("code_space", "dims"):
-        if k not in meta:
-            raise CodesUnreadable(Reason.ERROR, f"{js}: field '{k}' is missing")
-    key = "smooth" if use_smoothed else "raw"
-    try:
-        with np.load(npz, allow_pickle=False) as z:
-            missing = [k for k in (key, "valid", "fps") if k not in z.files]
-            if missing:
-                raise CodesUnreadable(Reason.ERROR, f"{npz}: array(s) {missing} missing (has {sorted(z.files)})")
-            codes = np.asarray(z[key])
-            valid = np.asarray(z["valid"]).astype(bool)
-            fps = float(z["fps"])
-    except CodesUnreadable:
-        raise
-    except Exception as e:  # zip/npy corruption surfaces as many exception types
-        raise CodesUnreadable(Reason.ERROR, f"{npz}: unreadable ({type(e).__name__}: {e})") from None
-    dims = list(meta["dims"])
-    if codes.ndim != 2 or codes.shape[1] != len(dims):
-        raise CodesUnreadable(Reason.ERROR, f"{npz}: '{key}' has shape {codes.shape}, expected (N, {len(dims)}) "
-                                            f"for the {len(dims)} dims of {js.name}")
-    if valid.shape != (codes.shape[0],):
-        raise CodesUnreadable(Reason.ERROR, f"{npz}: 'valid' has shape {valid.shape}, expected ({codes.shape[0]},)")
-    if not np.isfinite(fps) or fps <= 0:
-        raise CodesUnreadable(Reason.ERROR, f"{npz}: fps is {fps}")
-    return Codes(np.ascontiguousarray(codes, dtype=np.float32), valid, fps, str(meta["code_space"]), dims,
-                 {k: meta.get(k) for k in ("backend", "smoothing", "versions")}, str(js))
-
-
 def has_letter(text: str) -> bool:
     return any(unicodedata.category(c).startswith("L") for c in text)
 
@@ -86,7 +28,7 @@ def has_letter(text: str) -> bool:
 def text_problem(text: str, cfg: AssembleConfig) -> tuple[Reason, str, dict] | None:
     t = (text or "").strip()
     if not t:
-        return Reason.TEXT_EMPTY, "text is empty", {}
+        return Reason.EMPTY_TEXT, "text is empty", {}
     if not has_letter(t):
         return Reason.TEXT_NO_LETTERS, f"text {t[:40]!r} has no letters", {}
     n = len(t.split())
@@ -154,9 +96,9 @@ def select(rows: list[dict], cfg: AssembleConfig, exclude: set[str] | None = Non
             recs.append(skipped(STAGE, sid, tp[0], tp[1], **tp[2]))
             continue
         try:
-            c = load_codes(row["codes_dir"], cfg.use_smoothed)
-        except CodesUnreadable as e:
-            recs.append(failed(STAGE, sid, e.reason, e.detail))
+            c = read_codes(row["codes_dir"], cfg.use_smoothed)
+        except FormatError as e:
+            recs.append(failed(STAGE, sid, Reason.MISSING_FILE if e.missing else Reason.ERROR, str(e)))
             continue
         if space is None:
             space = c

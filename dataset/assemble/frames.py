@@ -17,14 +17,17 @@ LANDMARK = (255, 220, 0)
 
 
 def read_track(faces_dir: str | Path) -> dict | None:
-    """The kept face's per-frame arrays (t, box, landmarks, valid) of a faces cache entry, or None.
+    """The kept face's per-frame arrays (t, box, landmarks, valid) of a faces cache entry, or None when
+    the entry has no track (a rejected segment) or cannot be read."""
+    from pipeline.formats import FormatError
+    from pipeline.formats.track import has_track, read_track as read
 
-    # MERGE: the lead moves the track.npz reader to pipeline/formats/track.py: call it from here."""
-    p = Path(faces_dir) / "track.npz" if faces_dir else None
-    if p is None or not p.is_file():
+    if not faces_dir or not has_track(faces_dir):
         return None
-    with np.load(p, allow_pickle=False) as z:
-        return {k: z[k] for k in ("t", "box", "landmarks", "valid") if k in z.files}
+    try:
+        return read(faces_dir, keys=("box", "landmarks", "valid"))
+    except FormatError:
+        return None
 
 
 def decode_frames(video: str, start: float, end: float, fps: float, max_side: int = 640):

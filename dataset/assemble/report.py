@@ -348,7 +348,7 @@ def write_report(out: Path, meta: dict, df: pd.DataFrame, cfg, media: dict | Non
             if q.get("overview") and q["overview"].get("boxes"):
                 fn = lambda m=m, q=q, dest=dest: frames.overview_frame(  # noqa: E731
                     m["video"], m["start"], m["end"], q["overview"], dest)
-            elif m["faces_dir"] and (Path(m["faces_dir"]) / "track.npz").is_file():
+            elif frames.read_track(m["faces_dir"]) is not None:
                 fn = lambda m=m, dest=dest: frames.face_frame(  # noqa: E731
                     m["video"], m["start"], m["end"], m["faces_dir"], dest, cfg.thumbnail_size)
             else:

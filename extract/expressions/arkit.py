@@ -8,45 +8,11 @@ import numpy as np
 
 from extract.expressions.base import Backend, BackendOutput
 
-# MediaPipe's output order (face_blendshapes_graph.cc, kBlendshapeNames): `_neutral`, then alphabetical.
-_MEDIAPIPE_NAMES = (
-    "_neutral", "browDownLeft", "browDownRight", "browInnerUp", "browOuterUpLeft", "browOuterUpRight",
-    "cheekPuff", "cheekSquintLeft", "cheekSquintRight", "eyeBlinkLeft", "eyeBlinkRight",
-    "eyeLookDownLeft", "eyeLookDownRight", "eyeLookInLeft", "eyeLookInRight", "eyeLookOutLeft",
-    "eyeLookOutRight", "eyeLookUpLeft", "eyeLookUpRight", "eyeSquintLeft", "eyeSquintRight",
-    "eyeWideLeft", "eyeWideRight", "jawForward", "jawLeft", "jawOpen", "jawRight", "mouthClose",
-    "mouthDimpleLeft", "mouthDimpleRight", "mouthFrownLeft", "mouthFrownRight", "mouthFunnel", "mouthLeft",
-    "mouthLowerDownLeft", "mouthLowerDownRight", "mouthPressLeft", "mouthPressRight", "mouthPucker",
-    "mouthRight", "mouthRollLower", "mouthRollUpper", "mouthShrugLower", "mouthShrugUpper",
-    "mouthSmileLeft", "mouthSmileRight", "mouthStretchLeft", "mouthStretchRight", "mouthUpperUpLeft",
-    "mouthUpperUpRight", "noseSneerLeft", "noseSneerRight",
-)
-
-try:  # the faces package owns the canonical list once it exists; ours must agree with it
-    from extract.faces import BLENDSHAPE_NAMES as _FACES_NAMES  # type: ignore[attr-defined]
-
-    if tuple(_FACES_NAMES) != _MEDIAPIPE_NAMES:
-        raise ImportError("extract.faces.BLENDSHAPE_NAMES differs from MediaPipe's order")
-    BLENDSHAPE_NAMES: tuple[str, ...] = tuple(_FACES_NAMES)
-except ImportError:
-    BLENDSHAPE_NAMES = _MEDIAPIPE_NAMES
-
-assert len(BLENDSHAPE_NAMES) == 52
-JAW_NAMES = ("jawForward", "jawLeft", "jawOpen", "jawRight")
-
 
 class ArkitBackend(Backend):
     name = "arkit52"
     code_space = "arkit52"
     needs_crops = False
-
-    @property
-    def dims(self) -> list[str]:
-        return list(BLENDSHAPE_NAMES)
-
-    @property
-    def jaw_dims(self) -> list[int]:
-        return [BLENDSHAPE_NAMES.index(n) for n in JAW_NAMES]
 
     def versions(self) -> dict:
         from importlib.metadata import PackageNotFoundError, version

@@ -1,19 +1,20 @@
-"""Expression backends: one interface, a registry, and the choice made in config (`expressions.backend`).
+"""The expression-backend interface (the implementations and the choice made in config are in backends.py).
 
-A backend turns a face track (the faces stage's `track.npz` arrays, plus 224x224 crops when it needs
-pixels) into per-frame codes (N, D) in a named code space (DESIGN.md section 3). Frames the backend
+A backend turns a face track (the faces stage's track arrays, pipeline/formats/track.py, plus 224x224 crops when it needs
+pixels) into per-frame codes (N, D) in a named code space (pipeline/codespaces.py). Frames the backend
 could not measure are NaN in `codes` and False in `valid`; temporal processing happens afterwards
 (temporal.py), the same for every backend."""
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Callable
-
 import numpy as np
 
+from pipeline.codespaces import CodeSpace, code_space
+from pipeline.stage import StageSetupError
 
-class ExpressionsSetupError(ValueError):
+
+class ExpressionsSetupError(StageSetupError, ValueError):
     """A configuration that cannot work for any item (unknown backend, missing EMOCA path)."""
 
 
@@ -26,22 +27,26 @@ class BackendOutput:
 
 class Backend(ABC):
     name: str = ""
-    code_space: str = ""
+    code_space: str = ""          # a name in pipeline.codespaces: dims, jaw dims, bounds come from there
     needs_crops: bool = False
 
     @property
-    @abstractmethod
+    def space(self) -> CodeSpace:
+        return code_space(self.code_space)
+
+    @property
     def dims(self) -> list[str]:
         """Names of the D code columns, in order."""
+        return list(self.space.dims)
 
     @property
     def D(self) -> int:
-        return len(self.dims)
+        return self.space.D
 
     @property
-    @abstractmethod
     def jaw_dims(self) -> list[int]:
         """Indices of the jaw columns (CTEG weights them in its loss)."""
+        return list(self.space.jaw_dims)
 
     @abstractmethod
     def versions(self) -> dict:
@@ -54,27 +59,3 @@ class Backend(ABC):
     def describe(self) -> dict:
         return {"backend": self.name, "code_space": self.code_space, "D": self.D, "dims": self.dims,
                 "jaw_dims": self.jaw_dims}
-
-
-def _arkit(cfg) -> Backend:
-    from extract.expressions.arkit import ArkitBackend
-
-    return ArkitBackend()
-
-
-def _flame(cfg) -> Backend:
-    from extract.expressions.emoca import Flame53Backend
-
-    return Flame53Backend(cfg)
-
-
-BACKENDS: dict[str, Callable[..., Backend]] = {"arkit52": _arkit, "flame53": _flame}
-
-
-def get_backend(name: str | None, cfg) -> Backend:
-    """The backend `name` (default: cfg.backend) configured by `cfg` (an ExpressionsConfig)."""
-    name = name or cfg.backend
-    if name not in BACKENDS:
-        raise ExpressionsSetupError(f"unknown expression backend {name!r} (expressions.backend); "
-                                    f"choose one of {sorted(BACKENDS)}")
-    return BACKENDS[name](cfg)

@@ -420,14 +420,6 @@ class Flame53Backend(Backend):
         c = self.cfg
         return cached_model(c.emoca_path, c.device, c.emoca_stage, c.emoca_checkpoint, c.channels_last)
 
-    @property
-    def dims(self) -> list[str]:
-        return [f"exp{i:02d}" for i in range(50)] + ["jaw_x", "jaw_y", "jaw_z"]
-
-    @property
-    def jaw_dims(self) -> list[int]:
-        return [50, 51, 52]
-
     def versions(self) -> dict:
         return {**self.model.versions(), "precision": self.cfg.precision, "device": str(self.model.device)}
 

@@ -1,9 +1,8 @@
 """The expressions stage: one faces-stage entry (a kept face track) -> per-frame codes.
 
-Reads `track.npz` (and `crops.npy` when present) of the faces cache entry, runs the configured
-backend, resamples/fills/smooths (temporal.py) and writes a cache entry of stage `expressions`:
-`codes.npz` (raw, smooth, valid, filled, t, fps), `codes.json`, `extra.npz` (flame53) and
-`record.json`. The key is the faces entry's key (its folder name) + this stage's parameters + code
+Reads the track (and the stored crops when present) of the faces cache entry, runs the configured
+backend, resamples/fills/smooths (temporal.py) and writes a cache entry of stage `expressions` in the
+codes format (pipeline/formats/codes.py). The key is the faces entry's key (its folder name) + this stage's parameters + code
 version + the backend's model fingerprint, so changing the backend or the smoothing misses only here."""
 from __future__ import annotations
 
@@ -14,55 +13,25 @@ from pathlib import Path
 import numpy as np
 
 from extract.expressions import temporal
-from extract.expressions.base import Backend, ExpressionsSetupError, get_backend
-from pipeline.atomic import save_npz, write_json
-from pipeline.context import StageContext
-from pipeline.records import Reason, Record, failed, ok, skipped
+from extract.expressions.backends import get_backend
+from extract.expressions.base import Backend, ExpressionsSetupError
+from pipeline.formats import FormatError
+from pipeline.formats.codes import write_codes
+from pipeline.formats.track import CROPS_FILE, TRACK_FILE, read_crops, read_track
+from pipeline.records import ItemError, Reason, Record, ok, skipped
+from pipeline.stage import Stage
 
 STAGE = "expressions"
 CODE_VERSION = "1"
-TRACK_KEYS = ("t", "box", "landmarks", "transform", "blendshapes", "valid", "fps")
-
-
-class TrackError(ValueError):
-    pass
-
-
-def load_track(faces_dir: Path) -> dict[str, np.ndarray]:
-    p = Path(faces_dir) / "track.npz"
-    if not p.is_file():
-        raise FileNotFoundError(f"{p}: missing (faces entry without a track)")
-    try:
-        with np.load(p, allow_pickle=False) as z:
-            missing = [k for k in TRACK_KEYS if k not in z.files]
-            if missing:
-                raise TrackError(f"{p}: lacks key(s) {missing}")
-            track = {k: z[k] for k in z.files}
-    except TrackError:
-        raise
-    except Exception as e:  # zip/npy corruption surfaces as many exception types
-        raise TrackError(f"{p}: unreadable ({type(e).__name__}: {e})") from None
-    n = len(track["t"])
-    for k in ("box", "landmarks", "transform", "blendshapes", "valid"):
-        if len(track[k]) != n:
-            raise TrackError(f"{p}: key {k!r} has {len(track[k])} rows, 't' has {n}")
-    if n and np.any(np.diff(track["t"]) <= 0):
-        raise TrackError(f"{p}: key 't' is not strictly increasing")
-    if not float(track["fps"]) > 0:
-        raise TrackError(f"{p}: key 'fps' = {float(track['fps'])} is not positive")
-    return track
 
 
 def track_crops(seg: dict, faces_dir: Path, track: dict, cfg, log) -> tuple[np.ndarray, np.ndarray, str]:
     """(N, S, S, 3) uint8 DECA crops for the track frames, a mask of frames that got a crop, and
     where they came from. `crops.npy` of the faces entry when present, else decode + crop."""
     n, size = len(track["t"]), cfg.crop_size
-    p = Path(faces_dir) / "crops.npy"
-    if p.is_file():
-        crops = np.load(p, mmap_mode="r", allow_pickle=False)
-        if crops.shape[0] != n or crops.shape[3:] != (3,) or crops.dtype != np.uint8:
-            raise TrackError(f"{p}: shape {crops.shape} {crops.dtype}, expected ({n}, S, S, 3) uint8")
-        return np.asarray(crops), np.ones(n, bool), "crops.npy"
+    stored = read_crops(faces_dir, n)
+    if stored is not None:
+        return np.asarray(stored), np.ones(n, bool), CROPS_FILE
     from extract.faces.crops import crop_frames, deca_crop_box  # the geometry the faces stage uses too
     from pipeline.media import decode
 
@@ -98,76 +67,69 @@ def _fingerprint(backend: Backend, cfg) -> str:
     return json.dumps(backend.versions(), sort_keys=True)
 
 
-def process_segment(seg: dict, faces_dir: Path | None, ctx: StageContext) -> Record:
-    sid = str(seg.get("segment_id", ""))
-    cfg = ctx.cfg.expressions
-    if faces_dir is None or not (Path(faces_dir) / "DONE").exists():
-        return skipped(STAGE, sid, Reason.UPSTREAM, f"no finished faces entry for segment {sid} ({faces_dir})")
-    faces_dir = Path(faces_dir)
-    rec_path = faces_dir / "record.json"
-    if rec_path.is_file():
-        up = Record.load(rec_path)
-        if not up.ok:
-            return skipped(STAGE, sid, Reason.UPSTREAM, f"faces stage {up.status.value}: {up.reason.value}")
+class ExpressionsStage(Stage):
+    """One kept face track -> per-frame codes in the configured backend's code space."""
 
-    backend = get_backend(cfg.backend, cfg)  # setup errors (no EMOCA path) raise: they concern every item
-    cache = ctx.cache(STAGE, CODE_VERSION, cfg.model_dump(mode="json"))
-    key = cache.key(faces_dir.name, _fingerprint(backend, cfg))
-    hit = cache.get(key)
-    if hit is not None:
-        rec = Record.load(hit / "record.json")
-        rec.item_id = sid   # an entry is shared by segments with the same faces entry
-        rec.output = str(hit) if rec.ok else ""
-        return rec
+    name, code_version, section = STAGE, CODE_VERSION, "expressions"
 
-    try:
-        track = load_track(faces_dir)
-    except FileNotFoundError as e:
-        return failed(STAGE, sid, Reason.MISSING_FILE, str(e))
-    except TrackError as e:
-        return failed(STAGE, sid, Reason.BACKEND_ERROR, str(e))
+    def precheck(self, seg: dict, ctx) -> Record | None:
+        sid, faces_dir = self.item_id(seg), seg.get("faces_dir") or ""
+        if not faces_dir or not (Path(faces_dir) / "DONE").exists():
+            return skipped(STAGE, sid, Reason.UPSTREAM, f"no finished faces entry for segment {sid} ({faces_dir})")
+        rec_path = Path(faces_dir) / "record.json"
+        if rec_path.is_file():
+            up = Record.load(rec_path)
+            if not up.ok:
+                return skipped(STAGE, sid, Reason.UPSTREAM, f"faces stage {up.status.value}: {up.reason.value}")
+        return None
 
-    crops_src = ""
-    try:
-        if backend.needs_crops:
-            crops, got, crops_src = track_crops(seg, faces_dir, track, cfg, ctx.log)
-            track = {**track, "valid": np.asarray(track["valid"], bool) & got}
-            out = backend.encode(track, crops)
-        else:
-            out = backend.encode(track)
-    except TrackError as e:
-        return failed(STAGE, sid, Reason.BACKEND_ERROR, str(e))
-    except ExpressionsSetupError:  # a model folder/config problem concerns every item: stop the run
-        raise
-    except Exception as e:  # a backend crash on this item (e.g. CUDA OOM): not cached, reported
-        tail = "".join(traceback.format_exception_only(type(e), e)).strip()
-        return failed(STAGE, sid, Reason.BACKEND_ERROR, f"{backend.name} on {faces_dir.name}: {tail}")
+    def key_inputs(self, seg: dict, ctx) -> tuple:
+        # the faces entry's key (its folder name) stands for the track; the backend's model file for the weights
+        cfg = ctx.cfg.expressions
+        return Path(seg["faces_dir"]).name, _fingerprint(get_backend(cfg.backend, cfg), cfg)
 
-    fps_in = float(track["fps"])
-    with cache.put(key) as tmp:
-        if not out.valid.any():
-            rec = skipped(STAGE, sid, Reason.NO_CODES, f"{backend.name}: no frame of {faces_dir / 'track.npz'} "
-                          f"gave codes ({len(out.valid)} frames)", n_frames=int(len(out.valid)))
-        else:
-            res, extra = temporal.process(track["t"], out.codes, out.valid, fps_in, cfg, out.extra)
-            n_all = len(res.t)
-            lo, hi = 0, n_all
-            if cfg.trim_ends:
-                res, extra, lo, hi = temporal.trim(res, extra)
-            save_npz(tmp / "codes.npz", raw=res.raw, smooth=res.smooth, valid=res.valid, filled=res.filled,
-                     t=res.t, fps=np.float64(res.fps))
-            if extra:
-                save_npz(tmp / "extra.npz", t=res.t, **extra)
-            write_json(tmp / "codes.json", {
-                **backend.describe(), "smoothing": res.params, "versions": backend.versions(),
-                "source_fps": fps_in, "crops": crops_src, "faces_entry": faces_dir.name,
-                "stage_code_version": CODE_VERSION})
-            n = len(res.t)
-            rec = ok(STAGE, sid, output=str(cache.path(key)), n_frames=int(n), n_valid=int(res.valid.sum()),
-                     n_filled=int(res.filled.sum()), valid_ratio=float(res.valid.mean()) if n else 0.0,
-                     usable_ratio=float(res.usable.mean()) if n else 0.0, fps=res.fps,
-                     code_space=backend.code_space, D=backend.D, n_trim_start=int(lo),
-                     n_trim_end=int(n_all - hi), n_unusable_inside=int((~res.usable).sum()))
-        write_json(tmp / "record.json", rec.to_json())
-    rec.output = str(cache.path(key)) if rec.ok else ""
-    return rec
+    def process(self, seg: dict, ctx, out: Path) -> Record:
+        sid, cfg = self.item_id(seg), ctx.cfg.expressions
+        faces_dir = Path(seg["faces_dir"])
+        backend = get_backend(cfg.backend, cfg)
+        try:
+            track = read_track(faces_dir)
+        except FormatError as e:
+            raise ItemError(Reason.MISSING_FILE if e.missing else Reason.BACKEND_ERROR, str(e)) from None
+        crops_src = ""
+        try:
+            if backend.needs_crops:
+                crops, got, crops_src = track_crops(seg, faces_dir, track, cfg, ctx.log)
+                track = {**track, "valid": np.asarray(track["valid"], bool) & got}
+                res = backend.encode(track, crops)
+            else:
+                res = backend.encode(track)
+        except (ExpressionsSetupError, ItemError):
+            raise
+        except FormatError as e:
+            raise ItemError(Reason.BACKEND_ERROR, str(e)) from None
+        except Exception as e:  # a backend crash on this item (e.g. CUDA OOM): not cached, reported
+            tail = "".join(traceback.format_exception_only(type(e), e)).strip()
+            raise ItemError(Reason.BACKEND_ERROR, f"{backend.name} on {faces_dir.name}: {tail}") from None
+        if not res.valid.any():
+            return skipped(STAGE, sid, Reason.NO_CODES, f"{backend.name}: no frame of {faces_dir / TRACK_FILE} "
+                           f"gave codes ({len(res.valid)} frames)", n_frames=int(len(res.valid)))
+        fps_in = float(track["fps"])
+        tp, extra = temporal.process(track["t"], res.codes, res.valid, fps_in, cfg, res.extra)
+        n_all = len(tp.t)
+        lo, hi = 0, n_all
+        if cfg.trim_ends:
+            tp, extra, lo, hi = temporal.trim(tp, extra)
+        write_codes(out, raw=tp.raw, smooth=tp.smooth, valid=tp.valid, filled=tp.filled, t=tp.t, fps=tp.fps,
+                    extra=extra, meta={**backend.describe(), "smoothing": tp.params, "versions": backend.versions(),
+                                       "source_fps": fps_in, "crops": crops_src, "faces_entry": faces_dir.name,
+                                       "stage_code_version": CODE_VERSION})
+        n = len(tp.t)
+        return ok(STAGE, sid, n_frames=int(n), n_valid=int(tp.valid.sum()), n_filled=int(tp.filled.sum()),
+                  valid_ratio=float(tp.valid.mean()) if n else 0.0,
+                  usable_ratio=float(tp.usable.mean()) if n else 0.0, fps=tp.fps, code_space=backend.code_space,
+                  D=backend.D, n_trim_start=int(lo), n_trim_end=int(n_all - hi),
+                  n_unusable_inside=int((~tp.usable).sum()))
+
+
+EXPRESSIONS = ExpressionsStage()

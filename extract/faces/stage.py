@@ -6,15 +6,14 @@ the crop landmarker. Models are loaded once per process.
 """
 from __future__ import annotations
 
-import time
-import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from pipeline.atomic import save_npz, write_json
+from pipeline.formats.track import write_crops, write_quality, write_track
 from pipeline.records import Reason, Record, Status
+from pipeline.stage import Stage
 
 STAGE = "faces"
 CODE_VERSION = "2"   # 2: quality.json has an `overview` (every face's box on one frame) for the report
@@ -65,7 +64,6 @@ def analyse(path, start: float, end: float | None, cfg, info=None) -> Analysis:
     tracker = Tracker(detector, landmarker, cfg.detect_every, cfg.min_face_px, cfg.link_iou, cfg.merge_iou,
                       cfg.max_gap)
     ts, scale, i = [], 1.0, 0
-    t0 = time.perf_counter()
     for batch in decode(path, start, end, fps=cfg.analysis_fps, max_side=cfg.max_side, info=info):
         scale = batch.scale
         for frame, tt in zip(batch.frames, batch.t):
@@ -82,12 +80,11 @@ def analyse(path, start: float, end: float | None, cfg, info=None) -> Analysis:
     return Analysis(n=i, fps=cfg.analysis_fps, t=np.asarray(ts, np.float64), scale=scale, cuts=shots.cuts,
                     tracks=tracks, faces_per_frame=per_frame,
                     stats={"n_detect": tracker.n_detect, "n_landmark": tracker.n_landmark,
-                           "unconfirmed_detections": tracker.unconfirmed,
-                           "seconds": round(time.perf_counter() - t0, 3)})
+                           "unconfirmed_detections": tracker.unconfirmed})
 
 
 def _output_arrays(d: dict, a: Analysis, cfg) -> dict:
-    """track.npz fields (ARCHITECTURE.md) for the kept dense track, in original pixels."""
+    """The track arrays (pipeline/formats/track.py) of the kept dense track, in original pixels."""
     from extract.faces.tracks import smooth_boxes
 
     s = a.scale
@@ -164,57 +161,40 @@ def _loudness_fn(path, start, end, a: Analysis, rate: int, info):
     return fn
 
 
-def process_segment(seg: dict, ctx) -> Record:
-    """One segment row → Record (ok / skipped with a face reason / failed). Never raises."""
-    cfg = ctx.cfg.faces
-    seg_id = str(seg.get("segment_id", ""))
-    try:
-        start, end = float(seg["start"]), float(seg["end"])
-        cache = ctx.cache(STAGE, CODE_VERSION, cfg.model_dump(mode="json"))
-        key = cache.key(seg["video_hash"], f"{start:.3f}", f"{end:.3f}")
-        entry = cache.get(key)
-        if entry is not None:
-            rec = Record.load(entry / "record.json")
-            rec.item_id = seg_id   # an entry is shared by segments with the same video bytes and span
-            rec.output = str(entry)
-            return rec
+class FacesStage(Stage):
+    """One utterance segment -> its kept face track, or the most specific reason there is none."""
+
+    name, code_version, section = STAGE, CODE_VERSION, "faces"
+
+    def label(self, seg: dict) -> str:
+        return f"{seg.get('source_id', '')}/{seg.get('video_id', '')} {float(seg['start']):.2f}-{float(seg['end']):.2f}s"
+
+    def key_inputs(self, seg: dict, ctx) -> tuple:
+        return seg["video_hash"], f"{float(seg['start']):.3f}", f"{float(seg['end']):.3f}"
+
+    def process(self, seg: dict, ctx, out: Path) -> Record:
         from pipeline.media import probe
 
+        cfg, seg_id = ctx.cfg.faces, self.item_id(seg)
+        start, end = float(seg["start"]), float(seg["end"])
         path = Path(seg["video_path"])
         info = probe(path, timeout=ctx.cfg.media.probe_timeout_s)
         a = analyse(path, start, end, cfg, info=info)
         dec, d, figs, fail = evaluate(a, cfg, _loudness_fn(path, start, end, a, ctx.cfg.media.audio_rate, info))
         small = {k: v for k, v in figs.items() if not isinstance(v, (list, dict))}
-        dest = cache.path(key)
+        if fail is None:
+            arrays = _output_arrays(d, a, cfg)
+            write_track(out, arrays)
+            if cfg.save_crops:
+                write_crops(out, crops_for(path, start, end, arrays, cfg, info))
+        write_quality(out, figs)
         if fail is not None:
-            # output names the entry even when skipped: its quality.json shows the report why
-            rec = Record(STAGE, seg_id, Status.SKIPPED, fail[0], fail[1], small, str(dest))
-        else:
-            rec = Record(STAGE, seg_id, Status.OK, Reason.OK, dec.detail, small, str(dest))
-        with cache.put(key, meta={"segment_id": seg_id}) as tmp:
-            if d is not None and fail is None:
-                arrays = _output_arrays(d, a, cfg)
-                save_npz(tmp / "track.npz", **arrays)
-                if cfg.save_crops:
-                    np.save(tmp / "crops.npy", crops_for(path, start, end, arrays, cfg, info))
-            write_json(tmp / "quality.json", figs)
-            write_json(tmp / "record.json", rec.to_json())
-        return rec
-    except Exception as e:  # one bad segment must not stop the run
-        from pipeline.media import MediaError
-
-        if isinstance(e, MediaError):
-            return Record(STAGE, seg_id, Status.FAILED, e.reason, str(e), {}, "")
-        tb = "".join(traceback.format_exception(type(e), e, e.__traceback__)[-3:])
-        ctx.log.warning("faces: segment %s failed: %s", seg_id, e)
-        return Record(STAGE, seg_id, Status.FAILED, Reason.ERROR, f"{type(e).__name__}: {e} | {tb[-800:]}", {}, "")
+            return Record(STAGE, seg_id, Status.SKIPPED, fail[0], fail[1], small, "")
+        return Record(STAGE, seg_id, Status.OK, Reason.OK, dec.detail, small, "")
 
 
-def load_track(entry: str | Path) -> dict:
-    """The arrays of a faces cache entry's track.npz."""
-    with np.load(Path(entry) / "track.npz") as z:
-        return {k: z[k] for k in z.files}
+FACES = FacesStage()
 
 
-__all__ = ["STAGE", "CODE_VERSION", "process_segment", "analyse", "evaluate", "load_models", "load_track",
-           "Analysis", "crops_for"]
+__all__ = ["STAGE", "CODE_VERSION", "FACES", "FacesStage", "analyse", "evaluate", "load_models", "Analysis",
+           "crops_for"]

@@ -2,10 +2,8 @@
 from __future__ import annotations
 
 import codecs
-import ipaddress
 import json
 import re
-import socket
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -75,7 +73,11 @@ def parse_time(value, where: str) -> float:
     """Seconds from a number or a clock string (`0:20:57,256`, `00:20:57.256`, `20:57`, `12.5`).
     RowError(BAD_TIME) naming `where` otherwise."""
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        x = float(value)
+        try:
+            x = float(value)
+        except OverflowError:   # a 400-digit integer: this row's problem, not the source's
+            raise RowError(Reason.BAD_TIME, f"{where}: time {str(value)[:20]}… ({len(str(value))} digits) "
+                                            f"is too large") from None
     else:
         s = str(value if value is not None else "").strip().replace("\u202f", "").replace(" ", "")
         m = _CLOCK_RE.match(s)
@@ -111,16 +113,50 @@ def _cp1252_bytes(err: UnicodeDecodeError):
 codecs.register_error("wordsmile-cp1252", _cp1252_bytes)
 
 
+def _c1_char(c: str) -> str:
+    try:
+        return bytes([ord(c)]).decode("cp1252")
+    except UnicodeDecodeError:   # 0x81, 0x8D, 0x8F, 0x90, 0x9D: unassigned in cp1252, pure control
+        return ""
+
+
+_C1 = {cp: _c1_char(chr(cp)) for cp in range(0x80, 0xA0)} | {0xA0: " "}
+
+
+def fix_c1(text: str) -> str:
+    """C1 control characters (U+0080–U+009F) read as what they are in cp1252, and U+00A0 as a space.
+    MELD's CSVs as its tarball ships them hold U+0092 for ’, U+0085 for …, U+0091/93/94/96/97 for
+    quotes and dashes; left alone they stay as control characters, and `str.split` takes U+0085 for
+    whitespace (the ellipsis is lost). Real text never means a C1 control, so this is safe anywhere."""
+    return text.translate(_C1)
+
+
 def read_text_mixed(path: Path) -> str:
     """UTF-8 text where stray non-UTF-8 bytes (real MELD CSVs hold cp1252 quotes such as 0x92) are
-    read as cp1252 instead of being replaced: no character is lost."""
-    return path.read_bytes().decode("utf-8-sig", errors="wordsmile-cp1252")
+    read as cp1252 instead of being replaced, and C1 controls are mapped through cp1252 (`fix_c1`)
+    before anything else reads the text: no character is lost."""
+    return fix_c1(path.read_bytes().decode("utf-8-sig", errors="wordsmile-cp1252"))
+
+
+def _int_or_text(digits: str):
+    """json parse_int: Python refuses int() of more than 4300 digits, which would fail the whole
+    file; such a value stays text, so only the row that holds it is rejected."""
+    return int(digits) if len(digits) <= 4000 else digits
+
+
+def loads_json(text: str):
+    """json.loads where one absurd number cannot fail the whole document (see `_int_or_text`)."""
+    return json.loads(text, parse_int=_int_or_text)
 
 
 # ---------------------------------------------------------------- URL policy
 
-def check_url(url: str, allow_file: bool, allow_private: bool) -> str:
-    """Return '' if the URL may be fetched, else why not (→ Reason.URL_REFUSED)."""
+def check_url(url: str, allow_file: bool, allow_private: bool, allow_hosts=()) -> str:
+    """Return '' if the URL may be fetched, else why not (→ Reason.URL_REFUSED). The host must resolve
+    and every address must be public, unless listed in `allow_hosts` or `allow_private` is set; the
+    same policy is applied again to every request on the wire (extract/sources/netguard.py)."""
+    from extract.sources.netguard import AddressPolicy
+
     try:
         u = urlsplit(url.strip())
     except ValueError as e:
@@ -130,25 +166,15 @@ def check_url(url: str, allow_file: bool, allow_private: bool) -> str:
         return "" if allow_file else "file:// URLs read local files; set sources.youtube.allow_file_urls=true to allow"
     if scheme not in ("http", "https"):
         return f"scheme {scheme or '(none)'!r} is not http(s)"
-    host = u.hostname
-    if not host:
+    if not u.hostname:
         return "URL has no host"
-    if allow_private:
-        return ""
-    try:
-        addrs = {ipaddress.ip_address(host)}
-    except ValueError:
-        if host.lower() in ("localhost", "localhost.localdomain") or host.lower().endswith(".localhost"):
-            return f"host {host!r} is this machine; set sources.youtube.allow_private_urls=true to allow"
-        try:   # a name: refuse if it resolves to a private address (no resolution = let yt-dlp report it)
-            addrs = {ipaddress.ip_address(ai[4][0].split("%")[0]) for ai in socket.getaddrinfo(host, None)}
-        except (OSError, ValueError):
-            return ""
-    for a in addrs:
-        if a.is_private or a.is_loopback or a.is_link_local or a.is_reserved or a.is_multicast or a.is_unspecified:
-            return (f"host {host!r} is a private/loopback address ({a}); "
-                    "set sources.youtube.allow_private_urls=true to allow")
-    return ""
+    policy = AddressPolicy(allow_private, frozenset(h.strip().lower() for h in allow_hosts))
+    return policy.check_url(url)
+
+
+def url_refusal(url: str, yc) -> str:
+    """check_url with the settings of a `sources.youtube` config section."""
+    return check_url(url, yc.allow_file_urls, yc.allow_private_urls, yc.allow_hosts)
 
 
 def is_url(s: str) -> bool:

@@ -1,4 +1,4 @@
-"""MELD on disk (DESIGN.md §5): `{split}_sent_emo.csv` + one clip per utterance.
+"""MELD on disk (docs/sources.md): `{split}_sent_emo.csv` + one clip per utterance.
 
 The CSV's StartTime/EndTime are *episode* times; each clip `dia{D}_utt{U}.mp4` already is the
 utterance, so a segment is the whole clip, [0, clip duration]. The CSV times are only used to reject
@@ -33,11 +33,13 @@ def _fix_mojibake(text: str) -> str:
 def _int_field(row, col: str, where: str) -> int:
     v = str(row[col]).strip()
     try:
+        if len(v) > 12:   # real ids have a few digits; a 400-digit one is this row's error, not an inf
+            raise ValueError
         f = float(v)
         if f != int(f) or f < 0:
             raise ValueError
         return int(f)
-    except ValueError:
+    except (ValueError, OverflowError):
         raise RowError(Reason.BAD_ROW, f"{where}: field {col!r} is {v!r}, not a non-negative integer") from None
 
 

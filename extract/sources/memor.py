@@ -7,10 +7,9 @@ reach nested values (`meta.speaker`). See docs/sources.md for the table.
 """
 from __future__ import annotations
 
-import json
 
-from extract.sources.common import (STAGE, ProbeMemo, Provenance, RowError, check_span, fit_span, norm_split,
-                                    parse_time, segment_row)
+from extract.sources.common import (STAGE, ProbeMemo, Provenance, RowError, check_span, fit_span, loads_json,
+                                    norm_split, parse_time, segment_row)
 from pipeline.records import Reason, Record, failed, ok, skipped
 
 # our name → data.json field. Required: text, start, end. Empty string = not read.
@@ -74,7 +73,7 @@ def read_memor(entry, manifest, ctx, memo: ProbeMemo) -> tuple[list[dict], list[
         return [], [failed(STAGE, entry.id, Reason.MISSING_FILE, f"{path}: MEmoR data.json does not exist")]
     try:
         fmap = field_map(cfg.memor_fields)
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = loads_json(path.read_text(encoding="utf-8"))
     except RowError as e:
         return [], [failed(STAGE, entry.id, e.reason, e.detail)]
     except (ValueError, OSError) as e:
@@ -119,4 +118,7 @@ def read_memor(entry, manifest, ctx, memo: ProbeMemo) -> tuple[list[dict], list[
         except RowError as e:
             fn = skipped if e.status == "skipped" else failed
             recs.append(fn(STAGE, item, e.reason, e.detail))
+        except (ValueError, OverflowError, TypeError) as e:   # an absurd value is this entry's failure
+            recs.append(failed(STAGE, item, Reason.BAD_ROW, f"{where}: unusable value ({type(e).__name__}: "
+                                                            f"{str(e)[:200]})"))
     return rows, recs

@@ -9,15 +9,16 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 from pathlib import Path
 
 import pandas as pd
 from tqdm import tqdm
 
-from extract.sources.common import (STAGE, ProbeMemo, Provenance, RowError, check_span, check_url, fit_span,
-                                    is_url, norm_split, parse_time, read_text_mixed, segment_row)
+from extract.sources.common import (STAGE, ProbeMemo, Provenance, RowError, check_span, fit_span, is_url,
+                                    loads_json, norm_split, parse_time, read_text_mixed, segment_row,
+                                    url_refusal)
 from pipeline.records import Reason, Record, failed, ok, skipped
+from pipeline.redact import redact_url
 
 ALIASES = {
     "video": ["video", "video_path", "path", "file", "url", "clip", "media"],
@@ -66,7 +67,7 @@ def read_rows(path: Path) -> tuple[list[tuple[int, dict]], list[str]]:
             if not line.strip():
                 continue
             try:
-                obj = json.loads(line)
+                obj = loads_json(line)
             except ValueError as e:
                 bad.append(f"{path.name} line {n}: not valid JSON ({e.msg})")
                 continue
@@ -93,7 +94,8 @@ def _cell(row: dict, col) -> str:
 
 
 def read_table(entry, manifest, ctx, memo: ProbeMemo) -> tuple[list[dict], list[Record]]:
-    from extract.sources.youtube import DownloadFailure, YouTubeFetcher, ffmpeg_for, provenance
+    from extract.sources.youtube import DownloadFailure, YouTubeFetcher, provenance
+    from pipeline.media import ffmpeg_exe
 
     cfg = ctx.cfg.sources
     yc = cfg.youtube
@@ -134,16 +136,16 @@ def read_table(entry, manifest, ctx, memo: ProbeMemo) -> tuple[list[dict], list[
             split = norm_split(_cell(r, cols["split"]), where)
             prov = Provenance(license=lic)
             if is_url(video):
-                why = check_url(video, yc.allow_file_urls, yc.allow_private_urls)
+                why = url_refusal(video, yc)
                 if why:
-                    raise RowError(Reason.URL_REFUSED, f"{where}: {video}: {why}")
+                    raise RowError(Reason.URL_REFUSED, f"{where}: {redact_url(video)}: {why}")
                 if video not in fetched:
                     fetcher = fetcher or YouTubeFetcher(ctx.ws.safe_child(ctx.ws.sources, entry.id), yc, ctx.log,
-                                                        ffmpeg_for(ctx.cfg))
+                                                        ffmpeg_exe())
                     try:
                         vids = fetcher.list_videos(video)
                         if len(vids) != 1:
-                            raise DownloadFailure(Reason.BAD_ROW, f"{video} lists {len(vids)} videos; a table row "
+                            raise DownloadFailure(Reason.BAD_ROW, f"{redact_url(video)} lists {len(vids)} videos; a table row "
                                                                   f"names exactly one")
                         fetched[video] = fetcher.fetch(*vids[0])
                     except DownloadFailure as e:
@@ -152,7 +154,7 @@ def read_table(entry, manifest, ctx, memo: ProbeMemo) -> tuple[list[dict], list[
                 if isinstance(res, DownloadFailure):
                     raise RowError(res.reason, f"{where}: {res.detail}")
                 if res.archived_only or not res.parts:
-                    raise RowError(Reason.ALREADY_DOWNLOADED, f"{where}: {video} is in the download archive but "
+                    raise RowError(Reason.ALREADY_DOWNLOADED, f"{where}: {redact_url(video)} is in the download archive but "
                                                               f"its files are gone", "skipped")
                 media, vid = res.parts[0].path, res.video_id
                 prov = provenance(res, lic)
@@ -181,4 +183,7 @@ def read_table(entry, manifest, ctx, memo: ProbeMemo) -> tuple[list[dict], list[
             detail = e.detail if e.detail.startswith(where) else f"{where}: {e.detail}"
             fn = skipped if e.status == "skipped" else failed
             recs.append(fn(STAGE, item, e.reason, detail))
+        except (ValueError, OverflowError, TypeError) as e:   # an absurd value is this row's failure
+            recs.append(failed(STAGE, item, Reason.BAD_ROW, f"{where}: unusable value ({type(e).__name__}: "
+                                                            f"{str(e)[:200]})"))
     return rows, recs

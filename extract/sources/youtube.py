@@ -9,11 +9,16 @@ Layout under the source folder (`WORKSPACE/sources/SOURCE_ID/`):
 
 Failures are classified from yt-dlp's messages (`classify`) into the `download.*` reasons; only
 network errors and rate limiting are retried, with exponential backoff and jitter.
+
+Every request goes through the address guard (netguard.GuardProxy: the URL policy on resolved
+addresses, and the overall deadline); every URL written anywhere is redacted (pipeline/redact.py).
+YouTube's challenge solver needs a JavaScript runtime: `js_runtimes` names it explicitly.
 """
 from __future__ import annotations
 
 import datetime as _dt
 import json
+import os
 import random
 import re
 import threading
@@ -21,18 +26,22 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from extract.sources.netguard import AddressPolicy, GuardProxy
 from pipeline.atomic import write_json
 from pipeline.config.sources import YouTubeConfig
+from pipeline.media import ffmpeg_exe
 from pipeline.records import Reason
+from pipeline.redact import redact_obj, redact_text, redact_url
 
 MEDIA_EXTS = (".mp4", ".mkv", ".webm", ".mov", ".m4v", ".avi", ".flv", ".3gp", ".ts")
 TRANSIENT = {Reason.DL_NETWORK, Reason.DL_RATE_LIMITED}
 
-# Ordered: the first matching class wins ("Sign in to confirm you're not a bot" is rate limiting,
+# Ordered: the first matching class wins ("Sign in to confirm you're not a bot" is a bot check,
 # "Sign in to confirm your age" is an age gate).
 _CLASSES: list[tuple[Reason, tuple[str, ...]]] = [
-    (Reason.DL_RATE_LIMITED, ("http error 429", "too many requests", "not a bot", "rate-limit", "rate limit",
-                              "ratelimit", "captcha", "unusual traffic", "confirm you're not", "confirm you’re not")),
+    (Reason.DL_BOT_CHECK, ("not a bot", "confirm you're not", "confirm you’re not", "captcha")),
+    (Reason.DL_RATE_LIMITED, ("http error 429", "too many requests", "rate-limit", "rate limit",
+                              "ratelimit", "unusual traffic")),
     (Reason.DL_AGE, ("confirm your age", "age-restricted", "age restricted", "age-gated", "age gate",
                      "inappropriate for some users", "age verification")),
     (Reason.DL_GEO, ("available in your country", "geo restrict", "geo-restrict", "from your location", "geo-block", "geoblock",
@@ -51,6 +60,11 @@ _CLASSES: list[tuple[Reason, tuple[str, ...]]] = [
                          "http error 504", "unable to download", "urlopen error", "transporterror",
                          "unable to connect", "failed to resolve", "getaddrinfo")),
 ]
+
+
+BOT_CHECK_FIX = ("YouTube asks this address for a bot check: give it cookies of a logged-in browser session "
+                 "(sources.youtube.cookiefile), a PO token provider (sources.youtube.pot_provider_url) "
+                 "and slower requests (sleep_requests_s, rate_limit_per_min); retrying at once does not help")
 
 
 def classify(message: str) -> Reason:
@@ -75,15 +89,47 @@ def ytdlp_version() -> str:
     return __version__
 
 
-def ffmpeg_for(cfg) -> str:
-    """The ffmpeg every stage uses (config `media.ffmpeg`, else $WORDSMILE_FFMPEG, PATH, the wheel's):
-    yt-dlp merges and cuts with the same binary that later decodes."""
-    import os
+def js_runtimes(cfg: YouTubeConfig) -> dict:
+    """yt-dlp's `js_runtimes` option: the configured runtime with an explicit path (for deno, the
+    binary of the installed `deno` PyPI package unless `js_runtime_path` says otherwise), so YouTube's
+    challenge solver does not depend on PATH."""
+    path = cfg.js_runtime_path
+    if not path and cfg.js_runtime == "deno":
+        try:
+            from deno import find_deno_bin
 
-    from pipeline.media import ffmpeg_exe
+            path = find_deno_bin()
+        except (ImportError, FileNotFoundError):
+            path = ""
+    return {cfg.js_runtime: {"path": path} if path else {}}
 
-    configured = getattr(getattr(cfg, "media", None), "ffmpeg", "") or os.environ.get("WORDSMILE_FFMPEG", "")
-    return ffmpeg_exe(configured)
+
+def js_status(cfg: YouTubeConfig | None = None) -> dict:
+    """What yt-dlp, given our options, finds: the JS runtime (name, version, path) and the EJS
+    challenge-solver scripts (package version, the version this yt-dlp expects). Offline."""
+    import yt_dlp
+
+    cfg = cfg or YouTubeConfig()
+    out = {"runtime": cfg.js_runtime, "runtime_version": "", "runtime_path": "", "runtime_supported": False,
+           "ejs_version": "", "ejs_expected": ""}
+    with yt_dlp.YoutubeDL({"quiet": True, "no_warnings": True, "js_runtimes": js_runtimes(cfg)}) as ydl:
+        rt = ydl._js_runtimes.get(cfg.js_runtime)
+        info = rt.info if rt is not None else None
+        if info is not None:
+            out.update(runtime_version=info.version, runtime_path=info.path, runtime_supported=bool(info.supported))
+    try:
+        from yt_dlp_ejs import version as ejs_version
+
+        out["ejs_version"] = ejs_version
+    except ImportError:
+        pass
+    try:
+        from yt_dlp.extractor.youtube.jsc._builtin import vendor
+
+        out["ejs_expected"] = vendor.VERSION
+    except (ImportError, AttributeError):
+        pass
+    return out
 
 
 class DownloadFailure(Exception):
@@ -165,11 +211,11 @@ class _Silent:
 
     def warning(self, msg):
         if self.log:
-            self.log.debug("yt-dlp: %s", _clean_msg(msg))
+            self.log.debug("yt-dlp: %s", redact_text(_clean_msg(msg)))
 
     def error(self, msg):
         if self.log:
-            self.log.debug("yt-dlp: %s", _clean_msg(msg))
+            self.log.debug("yt-dlp: %s", redact_text(_clean_msg(msg)))
 
 
 def _safe_name(video_id: str) -> str:
@@ -184,7 +230,7 @@ class YouTubeFetcher:
         self.root.mkdir(parents=True, exist_ok=True)
         self.cfg = cfg
         self.log = log
-        self.ffmpeg = ffmpeg or ffmpeg_for(None)
+        self.ffmpeg = ffmpeg or ffmpeg_exe()
         self.archive = self.root / "archive.txt"
         self._listing_path = self.root / "listing.json"
         self._listing_lock = threading.Lock()
@@ -199,38 +245,98 @@ class YouTubeFetcher:
     def _base_opts(self) -> dict:
         c = self.cfg
         backoff = c.backoff_s
-        return {
+        opts = {
             "quiet": True, "no_warnings": True, "noprogress": True, "logger": _Silent(self.log),
             "socket_timeout": c.socket_timeout_s, "retries": c.retries, "fragment_retries": c.retries,
             "extractor_retries": 0,   # our own loop retries whole extractions (transient classes only)
             "retry_sleep_functions": {"http": lambda n: backoff * 2 ** n, "fragment": lambda n: backoff * 2 ** n},
             "enable_file_urls": c.allow_file_urls, "ffmpeg_location": self.ffmpeg,
-            "sleep_interval_requests": 0, "sleep_interval_subtitles": c.sleep_s if c.sleep_s > 0 else 0,
+            "sleep_interval_requests": max(0.0, c.sleep_requests_s),
+            "sleep_interval_subtitles": c.sleep_s if c.sleep_s > 0 else 0,
+            "js_runtimes": js_runtimes(c),
+            "hls_prefer_native": True,   # fragments through yt-dlp (and the guard), not a bare ffmpeg
         }
+        if c.sleep_download_s > 0:
+            opts |= {"sleep_interval": c.sleep_download_s, "max_sleep_interval": 2 * c.sleep_download_s}
+        if c.cookiefile:
+            opts["cookiefile"] = str(Path(c.cookiefile).expanduser())
+        xargs = {k: dict(v) for k, v in c.extractor_args.items()}
+        if c.player_clients:
+            xargs.setdefault("youtube", {})["player_client"] = list(c.player_clients)
+        if c.pot_provider_url:
+            xargs.setdefault("youtubepot-bgutilhttp", {})["base_url"] = [c.pot_provider_url]
+        if xargs:
+            opts["extractor_args"] = xargs
+        return opts
 
-    def _attempt(self, what: str, fn):
-        """Run `fn` with retries for transient failures only; DownloadFailure after the last one."""
+    def _policy(self) -> AddressPolicy:
+        p = AddressPolicy.from_config(self.cfg)
+        if self.cfg.pot_provider_url:   # the configured PO token server is a deliberate local service
+            from urllib.parse import urlsplit
+
+            u = urlsplit(self.cfg.pot_provider_url)
+            port = u.port or (443 if u.scheme == "https" else 80)
+            p = AddressPolicy(p.allow_private, p.allow_hosts | {f"{(u.hostname or '').lower()}:{port}"})
+        return p
+
+    def _attempt(self, what: str, fn, item_deadline: float | None = None):
+        """Run `fn(net_opts)` with retries for transient failures only; DownloadFailure after the last
+        one. Each run gets its own guard proxy (URL policy on every request, deadline = the sooner of
+        `download_deadline_s` from now and the item's deadline)."""
         from yt_dlp.utils import YoutubeDLError
 
+        what = redact_url(what)
         attempts = 1 + max(0, self.cfg.retries)
+        _scrub_no_proxy(self.log)
         for k in range(attempts):
             RateLimiter.wait(self.cfg.rate_limit_per_min, self.cfg.sleep_s)
             _global_rate_limit(self.cfg.global_limit, self.log)
-            try:
-                return fn()
-            except (YoutubeDLError, OSError) as e:
-                msg = _clean_msg(e)
-                reason = classify(msg)
-                if reason not in TRANSIENT or k == attempts - 1:
-                    tries = f" after {k + 1} attempts" if k else ""
-                    raise DownloadFailure(reason, f"{what}: {msg}{tries}", k + 1) from None
-                delay = self.cfg.backoff_s * 2 ** k * random.uniform(0.8, 1.2)
-                if self.log:
-                    self.log.info("%s: %s (%s); retrying in %.1f s", what, reason.value, msg[:120], delay)
-                time.sleep(delay)
-            except Exception as e:  # noqa: BLE001 - a yt-dlp bug on one video must not end the source
-                raise DownloadFailure(Reason.DL_UNKNOWN, f"{what}: yt-dlp raised {type(e).__name__}: {e}",
-                                      k + 1) from None
+            now = time.monotonic()
+            deadline = now + self.cfg.download_deadline_s if self.cfg.download_deadline_s > 0 else None
+            if item_deadline is not None:
+                if item_deadline <= now:
+                    raise DownloadFailure(Reason.DL_TIMEOUT, f"{what}: the item's deadline "
+                                          f"({self.cfg.item_deadline_s:g} s, sources.youtube.item_deadline_s) "
+                                          f"passed after {k} attempt(s)", max(k, 1))
+                deadline = item_deadline if deadline is None else min(deadline, item_deadline)
+            with GuardProxy(self._policy(), deadline, io_timeout=max(1.0, self.cfg.socket_timeout_s)) as guard:
+                try:
+                    result = fn({"proxy": guard.url})
+                    error = None
+                except (YoutubeDLError, OSError) as e:
+                    error = e
+                except Exception as e:  # noqa: BLE001 - a yt-dlp bug on one video must not end the source
+                    if not (guard.timed_out or guard.refused):
+                        raise DownloadFailure(Reason.DL_UNKNOWN, f"{what}: yt-dlp raised {type(e).__name__}: "
+                                              f"{redact_text(str(e))}", k + 1) from None
+                    error = e
+                # cut by the deadline, even if yt-dlp did not notice (a body without a length
+                # ends like a complete one): the result is not trusted
+                cut = guard.timed_out
+            if cut:
+                which = "item" if item_deadline is not None and deadline == item_deadline else "download"
+                limit = self.cfg.item_deadline_s if which == "item" else self.cfg.download_deadline_s
+                raise DownloadFailure(Reason.DL_TIMEOUT, f"{what}: the {which}'s overall deadline ({limit:g} s, "
+                                      f"sources.youtube.{which}_deadline_s) passed; connections cut", k + 1)
+            if guard.refused:
+                refused = "; ".join(dict.fromkeys(guard.refused))
+                if error is not None:
+                    raise DownloadFailure(Reason.URL_REFUSED, f"{what}: a request was refused by the URL policy: "
+                                                              f"{refused}", k + 1)
+                if self.log:   # e.g. a thumbnail or an optional manifest: the download went on without it
+                    self.log.warning("%s: refused by the URL policy (download went on): %s", what, refused)
+            if error is None:
+                return result
+            msg = redact_text(_clean_msg(error))
+            reason = classify(msg)
+            if reason not in TRANSIENT or k == attempts - 1:
+                tries = f" after {k + 1} attempts" if k else ""
+                hint = f" ({BOT_CHECK_FIX})" if reason is Reason.DL_BOT_CHECK else ""
+                raise DownloadFailure(reason, f"{what}: {msg}{tries}{hint}", k + 1) from None
+            delay = self.cfg.backoff_s * 2 ** k * random.uniform(0.8, 1.2)
+            if self.log:
+                self.log.info("%s: %s (%s); retrying in %.1f s", what, reason.value, msg[:120], delay)
+            time.sleep(delay)
 
     # ------------------------------------------------------------ listing
 
@@ -252,7 +358,7 @@ class YouTubeFetcher:
                                            remember=False)
                 except DownloadFailure as err:
                     if self.log:
-                        self.log.warning("%s: %s", vurl, err.detail)
+                        self.log.warning("%s: %s", redact_url(vurl), err.detail)
                     continue
                 vids += sub
             elif vid and vurl:
@@ -263,18 +369,19 @@ class YouTubeFetcher:
                     remember: bool = True) -> list[tuple[str, str]]:
         """(video id, video URL) for a video, playlist or channel URL. Single videos are remembered
         in listing.json, so a rerun asks the site nothing for them."""
+        key = redact_url(url)   # listing.json is an output: no tokens in it
         with self._listing_lock:
-            known = self._listing.get(url)
-        if known and known.get("single"):
-            return [tuple(v) for v in known["videos"]]
+            known = self._listing.get(key)
+        if known and known.get("single"):   # the URL is the video: use it as given (the file has it redacted)
+            return [(str(known["videos"][0][0]), url)]
         import yt_dlp
 
         opts = self._base_opts() | {"extract_flat": "in_playlist", "skip_download": True}
         if max_videos:
             opts["playlistend"] = max_videos
 
-        def run():
-            with yt_dlp.YoutubeDL(opts) as ydl:
+        def run(net):
+            with yt_dlp.YoutubeDL(opts | net) as ydl:
                 return ydl.extract_info(url, download=False)
 
         info = self._attempt(url, run) or {}
@@ -288,7 +395,7 @@ class YouTubeFetcher:
                 self._prefetched[vids[0][0]] = info
         if remember:
             with self._listing_lock:
-                self._listing[url] = {"single": single, "videos": [list(v) for v in vids]}
+                self._listing[key] = {"single": single, "videos": [[v, redact_url(u)] for v, u in vids]}
                 write_json(self._listing_path, self._listing)
         return vids
 
@@ -359,12 +466,12 @@ class YouTubeFetcher:
             # re-cut at the exact span start, so caption times shift by exactly span_start
             opts["force_keyframes_at_cuts"] = True
 
-        def run():
+        def run(net):
             # yt-dlp's section downloader checks ffmpeg through a context variable, not the
             # `ffmpeg_location` option (the CLI sets both): set it in this thread too
             from yt_dlp.postprocessor.ffmpeg import FFmpegPostProcessor
             FFmpegPostProcessor._ffmpeg_location.set(self.ffmpeg)
-            with yt_dlp.YoutubeDL(opts) as ydl:
+            with yt_dlp.YoutubeDL(opts | net) as ydl:
                 if pre is not None:
                     # yt-dlp's own --load-info-json route: formats are selected again with our options
                     return ydl.process_ie_result(ydl.sanitize_info(pre), download=True)
@@ -372,15 +479,16 @@ class YouTubeFetcher:
 
         with self._listing_lock:
             pre = self._prefetched.pop(video_id, None)
+        until = time.monotonic() + c.item_deadline_s if c.item_deadline_s > 0 else None
         try:
-            info = self._attempt(url, run)
+            info = self._attempt(url, run, until)
         except DownloadFailure as e:
-            if pre is None or e.reason in TRANSIENT:
+            if pre is None or e.reason in TRANSIENT | {Reason.URL_REFUSED, Reason.DL_TIMEOUT}:
                 raise
             pre = None   # the listed info may be stale (expired format URLs): extract afresh once
-            info = self._attempt(url, run)
+            info = self._attempt(url, run, until)
         if not info:
-            raise DownloadFailure(Reason.DL_UNKNOWN, f"{url}: yt-dlp returned no information")
+            raise DownloadFailure(Reason.DL_UNKNOWN, f"{redact_url(url)}: yt-dlp returned no information")
         return self._finish(folder, video_id, url, spans, info)
 
     def _finish(self, folder: Path, video_id: str, url: str, spans, info: dict) -> Fetched:
@@ -394,7 +502,7 @@ class YouTubeFetcher:
             files = sorted(p for p in folder.glob("*") if p.suffix.lower() in MEDIA_EXTS)
             parts = [MediaPart(p) for p in files[:1]] if not spans else []
         if not parts:
-            raise DownloadFailure(Reason.DL_UNKNOWN, f"{url}: yt-dlp finished but left no media file in {folder}")
+            raise DownloadFailure(Reason.DL_UNKNOWN, f"{redact_url(url)}: yt-dlp finished but left no media file in {folder}")
         cap, kind = None, ""
         req = info.get("requested_subtitles") or {}
         for lang in list(self.cfg.caption_langs) + sorted(req):
@@ -419,6 +527,9 @@ class YouTubeFetcher:
                                                "extractor_key", "upload_date")}
         meta["uploader"] = meta["uploader"] or meta.pop("channel", "")
         meta.pop("channel", None)
+        meta["webpage_url"] = redact_url(str(meta["webpage_url"]))
+        url = redact_url(url)
+        _scrub_info_json(folder)
         now = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
         write_json(folder / "done.json", {
             "video_id": video_id, "url": url, "spans": [list(s) for s in spans],
@@ -426,6 +537,44 @@ class YouTubeFetcher:
             "captions": cap.name if cap else "", "caption_kind": kind, "info": meta, "downloaded_at": now,
             "yt_dlp": ytdlp_version()})
         return Fetched(video_id, url, parts, cap, kind, meta, now)
+
+
+_SECRET_KEYS = {"cookies", "cookie", "authorization", "proxy-authorization", "x-goog-visitor-id", "po_token"}
+
+
+def _drop_secrets(obj):
+    if isinstance(obj, dict):
+        return {k: _drop_secrets(v) for k, v in obj.items() if str(k).lower() not in _SECRET_KEYS}
+    if isinstance(obj, list):
+        return [_drop_secrets(v) for v in obj]
+    return obj
+
+
+def _scrub_info_json(folder: Path) -> None:
+    """yt-dlp's .info.json copies hold signed format URLs, the source URL as given (credentials and
+    all) and, with a cookies file, the cookies: rewrite each with URLs redacted and cookies dropped."""
+    for p in folder.glob("*.info.json"):
+        try:
+            data = json.loads(p.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        write_json(p, redact_obj(_drop_secrets(data)))
+
+
+_no_proxy_warned = False
+
+
+def _scrub_no_proxy(log) -> None:
+    """yt-dlp gives the guard proxy to the ffmpeg it starts (section downloads) as http_proxy, and
+    ffmpeg skips a proxy for hosts in no_proxy: such hosts would bypass the URL policy. Remove it."""
+    global _no_proxy_warned
+    found = [k for k in ("no_proxy", "NO_PROXY") if os.environ.get(k)]
+    for k in found:
+        os.environ.pop(k, None)
+    if found and log and not _no_proxy_warned:
+        _no_proxy_warned = True
+        log.warning("removed %s from the environment: ffmpeg would reach those hosts around the URL "
+                    "policy's guard", "/".join(found))
 
 
 # ---------------------------------------------------------------- the `youtube` source kind
@@ -441,7 +590,7 @@ def provenance(fetched: Fetched, default_license: str):
     from extract.sources.common import Provenance
 
     i = fetched.info
-    return Provenance(url=i.get("webpage_url") or fetched.url, title=i.get("title", ""),
+    return Provenance(url=redact_url(i.get("webpage_url") or fetched.url), title=i.get("title", ""),
                       uploader=i.get("uploader", ""), license=i.get("license") or default_license,
                       downloaded_at=fetched.downloaded_at,
                       tool_versions=json.dumps({"yt-dlp": ytdlp_version()}, sort_keys=True))
@@ -455,42 +604,44 @@ def read_youtube(entry, manifest, ctx, memo) -> tuple[list[dict], list]:
     from tqdm import tqdm
 
     from extract.captions import CaptionError, caption_utterances
-    from extract.sources.common import STAGE, RowError, check_url
+    from extract.sources.common import STAGE, RowError, url_refusal
     from extract.sources.folder import caption_rows
     from pipeline.records import failed, ok, skipped
 
     cfg = ctx.cfg.sources
     yc = cfg.youtube
     root = ctx.ws.safe_child(ctx.ws.sources, entry.id)
-    fetcher = YouTubeFetcher(root, yc, ctx.log, ffmpeg_for(ctx.cfg))
+    fetcher = YouTubeFetcher(root, yc, ctx.log, ffmpeg_exe())
     recs, jobs, seen = [], [], set()
     for url in entry.urls:
-        why = check_url(url, yc.allow_file_urls, yc.allow_private_urls)
+        shown = redact_url(url)   # what records and logs may say about it
+        why = url_refusal(url, yc)
         if why:
-            recs.append(failed(STAGE, f"{entry.id}/{url}", Reason.URL_REFUSED, f"{url}: {why}"))
+            recs.append(failed(STAGE, f"{entry.id}/{shown}", Reason.URL_REFUSED, f"{shown}: {why}"))
             continue
         try:
             vids = fetcher.list_videos(url, entry.max_videos)
         except DownloadFailure as e:
-            recs.append(failed(STAGE, f"{entry.id}/{url}", e.reason, e.detail, attempts=e.attempts))
+            recs.append(failed(STAGE, f"{entry.id}/{shown}", e.reason, e.detail, attempts=e.attempts))
             continue
         if not vids:
-            recs.append(skipped(STAGE, f"{entry.id}/{url}", Reason.DL_UNAVAILABLE, f"{url}: lists no videos"))
+            recs.append(skipped(STAGE, f"{entry.id}/{shown}", Reason.DL_UNAVAILABLE, f"{shown}: lists no videos"))
         for vid, vurl in vids:
             if vid in seen:
                 recs.append(skipped(STAGE, f"{entry.id}/{vid}", Reason.DUPLICATE_SOURCE,
-                                    f"{vurl}: video {vid} already listed by an earlier URL of this source"))
+                                    f"{redact_url(vurl)}: video {vid} already listed by an earlier URL of this source"))
                 continue
             seen.add(vid)
-            why = check_url(vurl, yc.allow_file_urls, yc.allow_private_urls)
+            why = url_refusal(vurl, yc)
             if why:   # a playlist may point anywhere: the policy applies to its entries too
-                recs.append(failed(STAGE, f"{entry.id}/{vid}", Reason.URL_REFUSED, f"{vurl} (from {url}): {why}"))
+                recs.append(failed(STAGE, f"{entry.id}/{vid}", Reason.URL_REFUSED,
+                                   f"{redact_url(vurl)} (from {shown}): {why}"))
                 continue
             spans = entry.spans.get(vurl) or entry.spans.get(vid) or (entry.spans.get(url) if len(vids) == 1 else None)
             good = [(s.start, s.end) for s in spans or [] if s.end > s.start]
             if spans and len(good) < len(spans):
                 recs.append(skipped(STAGE, f"{entry.id}/{vid}/spans", Reason.BAD_TIME,
-                                    f"{vurl}: span(s) {[(s.start, s.end) for s in spans if s.end <= s.start]} "
+                                    f"{redact_url(vurl)}: span(s) {[(s.start, s.end) for s in spans if s.end <= s.start]} "
                                     f"end before they start: ignored"))
                 if not good:
                     continue
@@ -507,12 +658,12 @@ def read_youtube(entry, manifest, ctx, memo) -> tuple[list[dict], list]:
                 continue
             if res.archived_only:
                 recs.append(skipped(STAGE, item, Reason.ALREADY_DOWNLOADED,
-                                    f"{vurl}: id {vid} is in {fetcher.archive} but its files are gone; delete "
+                                    f"{redact_url(vurl)}: id {vid} is in {fetcher.archive} but its files are gone; delete "
                                     f"that line to download it again"))
                 continue
             if res.captions is None:
                 recs.append(skipped(STAGE, item, Reason.NO_CAPTIONS,
-                                    f"{vurl}: no manual or automatic captions in {list(yc.caption_langs)}"))
+                                    f"{redact_url(vurl)}: no manual or automatic captions in {list(yc.caption_langs)}"))
                 continue
             try:
                 utts, fig = caption_utterances(res.captions, cfg.captions)
@@ -526,7 +677,7 @@ def read_youtube(entry, manifest, ctx, memo) -> tuple[list[dict], list]:
                 try:
                     pr = memo.probe(part.path)
                 except RowError as e:
-                    recs.append(failed(STAGE, pitem, e.reason, f"{vurl}: {e.detail}"))
+                    recs.append(failed(STAGE, pitem, e.reason, f"{redact_url(vurl)}: {e.detail}"))
                     continue
                 new, outside = caption_rows(utts, duration=pr["duration"], slack=cfg.span_slack_s,
                                             where=f"{res.captions}", offset=part.span_start,
@@ -536,7 +687,7 @@ def read_youtube(entry, manifest, ctx, memo) -> tuple[list[dict], list]:
                             cached=res.cached)
                 if not new:
                     recs.append(skipped(STAGE, pitem, Reason.MEDIA_SPAN if outside else Reason.EMPTY_TEXT,
-                                        f"{vurl}: no utterance of {res.captions.name} falls in "
+                                        f"{redact_url(vurl)}: no utterance of {res.captions.name} falls in "
                                         f"{part.path.name} ({pr['duration']:.2f} s)", **figs))
                     continue
                 rows += new
@@ -544,6 +695,6 @@ def read_youtube(entry, manifest, ctx, memo) -> tuple[list[dict], list]:
     return rows, recs
 
 
-__all__ = ["classify", "ytdlp_version", "ffmpeg_for", "read_youtube", "provenance",
+__all__ = ["classify", "ytdlp_version", "read_youtube", "provenance",
            "DownloadFailure", "MediaPart", "Fetched", "YouTubeFetcher",
            "RateLimiter", "TRANSIENT"]

@@ -36,8 +36,12 @@ class Config(Section):
     def hash(self) -> str:
         return obj_hash(self.model_dump(mode="json"))[:16]
 
+    def section_params(self, name: str) -> dict:
+        """One section's values as JSON-able data (the part of a stage's cache key that comes from config)."""
+        return getattr(self, name).model_dump(mode="json") if name else {}
+
     def section_hash(self, name: str) -> str:
-        return obj_hash(getattr(self, name).model_dump(mode="json"))[:16]
+        return obj_hash(self.section_params(name))[:16]
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False, allow_unicode=True)

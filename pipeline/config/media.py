@@ -6,7 +6,6 @@ from pipeline.config._base import F, Section
 
 class MediaConfig(Section):
     ffmpeg: str = F("", "ffmpeg binary; empty = ffmpeg on PATH, else the imageio-ffmpeg wheel's")
-    decode_batch: int = F(64, "frames per decoded numpy batch: bounds memory whatever the clip length")
     audio_rate: int = F(16000, "audio sample rate for speaker checks (Hz): speech models' usual rate")
     probe_timeout_s: float = F(60.0, "give up probing a file after this long (hung or huge inputs)")
     vfr_tolerance: float = F(0.02, "relative spread of frame durations beyond time-base rounding that marks a clip VFR")

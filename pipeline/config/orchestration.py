@@ -10,6 +10,6 @@ class OrchestrationConfig(Section):
                                      "(broke, not deliberately skipped); 1 turns the check off", ge=0.0, le=1.0)
     download_concurrency: int = F(2, "concurrent downloads (Prefect tag 'download')")
     gpu_concurrency: int = F(1, "concurrent GPU tasks (Prefect tag 'gpu')")
-    task_runner: str = F("thread", "thread (default) or dask; dask takes dask_address or starts a local cluster")
-    dask_address: str = F("", "scheduler address for the dask runner; empty = local cluster")
-    dask_workers: int = F(2, "worker processes of a local dask cluster")
+    item_timeout_s: float = F(1800.0, "wall-clock deadline of one item in any stage (0 = none): a 5-minute "
+                              "MELD span takes ~4 min in the faces stage on one core, flame53 on a CPU longer; "
+                              "past it the item fails with item.timeout and the run goes on", ge=0)

@@ -18,7 +18,28 @@ class YouTubeConfig(Section):
     backoff_s: float = F(5.0, "first retry delay; doubles each retry, with jitter")
     allow_file_urls: bool = F(False, "file:// URLs read local files: refused unless enabled")
     allow_private_urls: bool = F(False, "private/loopback addresses refused unless enabled (SSRF)")
-    socket_timeout_s: float = F(30.0, "network timeout per request")
+    allow_hosts: list[str] = F([], "hosts ('host' or 'host:port') allowed although private: an internal media "
+                                   "server, a PO token provider, a test's own loopback server; nothing else")
+    socket_timeout_s: float = F(30.0, "network timeout per request (an idle connection is cut after this)")
+    download_deadline_s: float = F(1800.0, "overall deadline of one yt-dlp run (a listing or one download "
+                                           "attempt): a server that drips bytes cannot hold a build")
+    item_deadline_s: float = F(3600.0, "overall deadline of one video, all attempts and retries together; "
+                                       "past it the video fails with download.timeout")
+    js_runtime: str = F("deno", "JavaScript runtime yt-dlp runs YouTube's challenge solver (EJS) with: "
+                                "deno, node, bun or quickjs")
+    js_runtime_path: str = F("", "its executable; empty = the binary of the installed `deno` PyPI package "
+                                 "(for deno), else yt-dlp searches PATH")
+    cookiefile: str = F("", "Netscape cookies file of a logged-in browser session (answers YouTube's bot "
+                            "check); empty = no cookies")
+    player_clients: list[str] = F([], "YouTube player clients to try (e.g. [default, mweb]); empty = yt-dlp's choice")
+    pot_provider_url: str = F("", "base URL of a bgutil-ytdlp-pot-provider HTTP server (e.g. "
+                                  "http://127.0.0.1:4416); its host:port is allowed by the URL policy")
+    extractor_args: dict[str, dict[str, list[str]]] = F({}, "further yt-dlp extractor arguments, "
+                                                            "e.g. {youtube: {lang: [en]}}")
+    sleep_requests_s: float = F(0.0, "polite sleep between the requests of one extraction "
+                                     "(yt-dlp sleep_interval_requests; ~1 for YouTube at volume)")
+    sleep_download_s: float = F(0.0, "polite sleep before each video download, randomised up to twice this "
+                                     "(yt-dlp sleep_interval / max_sleep_interval)")
     merge_format: str = F("mp4", "container of merged video+audio downloads: ffmpeg and the face stage read it fast")
 
 
