@@ -173,7 +173,7 @@ def assemble(segments: pd.DataFrame, ctx: StageContext, name: str, records: list
         "description": getattr(manifest, "description", "") or "",
         "code_space": code_space,
         "dims": dims,
-        "jaw_dims": code_space_of(code_space).jaw_indices(dims),  # EmoAva weights them ×5
+        "jaw_dims": code_space_of(code_space).jaw_indices(dims) if code_space else [],  # EmoAva weights them ×5
         "codes": "smooth" if cfg.use_smoothed else "raw",
         "config_hash": ctx.cfg.hash(),
         "assemble_config": cfg.model_dump(mode="json"),
