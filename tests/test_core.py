@@ -210,25 +210,26 @@ def test_cache_hit_miss_and_invalidation(tmp_path):
     calls: list = []
     c1 = StageCache(ws, "faces", "1", {"thr": 0.5})
     assert _compute(c1, a, calls) == "ALPHA" and _compute(c1, b, calls) == "BETA"
-    assert (c1.hits, c1.misses) == (0, 2)
+    assert len(calls) == 2                                   # two misses
     c2 = StageCache(ws, "faces", "1", {"thr": 0.5})
     _compute(c2, a, calls), _compute(c2, b, calls)
-    assert (c2.hits, c2.misses) == (2, 0) and len(calls) == 2
+    assert len(calls) == 2                                   # two hits
     # a changed input file misses exactly that item
     time.sleep(0.01)
     a.write_text("alpha2")
     c3 = StageCache(ws, "faces", "1", {"thr": 0.5})
     assert _compute(c3, a, calls) == "ALPHA2" and _compute(c3, b, calls) == "BETA"
-    assert (c3.hits, c3.misses) == (1, 1)
+    assert len(calls) == 3                                   # one hit, one miss
     # a changed parameter or code version misses everything of that stage
     for c in (StageCache(ws, "faces", "1", {"thr": 0.6}), StageCache(ws, "faces", "2", {"thr": 0.5})):
+        n = len(calls)
         _compute(c, a, calls), _compute(c, b, calls)
-        assert (c.hits, c.misses) == (0, 2)
+        assert len(calls) == n + 2
     # another stage's cache is separate; force recomputes and replaces
     cf = StageCache(ws, "faces", "1", {"thr": 0.5}, force=True)
     n = len(calls)
     _compute(cf, b, calls)
-    assert len(calls) == n + 1 and cf.misses == 1
+    assert len(calls) == n + 1
     assert (c1.path(c1.key(file_hash(b), "0.000", "1.000")) / "DONE").exists()
 
 

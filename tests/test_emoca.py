@@ -11,7 +11,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from stages import run_expressions, run_faces
+from pipeline.formats.track import read_track
+from stages import run_expressions
 import torch
 import yaml
 
@@ -173,7 +174,6 @@ def _ctx(tmp_path, emoca_dir, *more) -> StageContext:
 
 
 def test_flame53_stage_with_crops_npy(tmp_path, emoca_dir, model):
-    from extract.expressions import stage
     from tests.test_expressions import synthetic_face_track, write_faces_entry
 
     c = _ctx(tmp_path, emoca_dir, "expressions.smoothing=none")

@@ -212,7 +212,6 @@ def test_rig_from_faces_entries_and_too_few_frames(tmp_path):
 # ----------------------------------------------------------------------------- stage (arkit52)
 
 def test_stage_arkit52_writes_codes_and_caches(ctx):
-    from extract.expressions import stage
 
     c = ctx("expressions.max_gap=2")
     track, _, _ = synthetic_face_track(40)
@@ -251,7 +250,6 @@ def test_stage_arkit52_writes_codes_and_caches(ctx):
 
 
 def test_stage_resamples_to_the_dataset_rate(ctx):
-    from extract.expressions import stage
 
     c = ctx("expressions.fps=30", "expressions.smoothing=none")
     track, _, _ = synthetic_face_track(26)                  # 1.0 s at 25 fps
@@ -267,7 +265,6 @@ def test_stage_resamples_to_the_dataset_rate(ctx):
 
 
 def test_stage_upstream_and_bad_track(ctx):
-    from extract.expressions import stage
 
     c = ctx()
     seg = {"segment_id": "s", "video_path": "", "start": 0.0, "end": 1.0}
@@ -298,8 +295,6 @@ def test_arkit52_stage_and_rig_on_real_sample(sample_dir, ctx):
     jawOpen follows the clip's driven mouth opening, and a rig fitted on two of its sentences
     reconstructs held-out landmarks better than the mean mesh."""
     from extract.expressions.rig import fit_rig_from_faces
-    from extract.expressions import stage
-    from extract.faces import stage as faces_stage
 
     c = ctx()
     seg, sig = real_segment(sample_dir)

@@ -7,7 +7,8 @@ import json
 
 import numpy as np
 import pytest
-from stages import run_expressions, run_faces
+from pipeline.stage import read_stats
+from stages import run_faces
 
 from extract.faces import BLENDSHAPE_INDEX, BLENDSHAPE_NAMES
 from pipeline.config import load_config
@@ -230,7 +231,7 @@ def _seg(path, start, end, sid="seg"):
 
 
 def test_process_segment_writes_contract_and_hits_cache(sample_dir, workspace):
-    from extract.faces.stage import CODE_VERSION, STAGE
+    from extract.faces.stage import STAGE
     from pipeline.formats.track import read_track as load_track
 
     p = sample_dir / "folder" / "talk_01.mp4"
@@ -261,20 +262,17 @@ def test_process_segment_writes_contract_and_hits_cache(sample_dir, workspace):
     assert q["presence"] == 1.0 and q["policy"] == "speaker"
     assert len(q["per_frame"]["yaw"]) == n and None not in q["per_frame"]["face_px"]
     rec2 = run_faces(_seg(p, s["start"], s["end"]), ctx)
-    cache = ctx.cache(STAGE, CODE_VERSION, ctx.cfg.faces.model_dump(mode="json"))
-    assert cache.hits == 1 and rec2.to_json() == rec.to_json()
+    assert read_stats(ctx.run_dir)["faces"]["hits"] == 1 and rec2.to_json() == rec.to_json()
 
 
 def test_rejection_is_cached_and_failures_are_records(sample_dir, workspace, tmp_path):
-    from extract.faces.stage import CODE_VERSION, STAGE
 
     ctx = _ctx(workspace, policy="strict")
     two = sample_dir / "folder" / "two_faces.mp4"
     rec = run_faces(_seg(two, 0.5, 2.0), ctx)
     assert rec.status is Status.SKIPPED and rec.reason is Reason.MULTIPLE_FACES and "px in" in rec.detail
     rec2 = run_faces(_seg(two, 0.5, 2.0), ctx)
-    cache = ctx.cache(STAGE, CODE_VERSION, ctx.cfg.faces.model_dump(mode="json"))
-    assert cache.hits == 1 and rec2.reason is Reason.MULTIPLE_FACES
+    assert read_stats(ctx.run_dir)["faces"]["hits"] == 1 and rec2.reason is Reason.MULTIPLE_FACES
     # a truncated file: a failed record naming the file, not an exception
     bad = tmp_path / "truncated.mp4"
     bad.write_bytes((sample_dir / "folder" / "talk_02.mp4").read_bytes()[:4000])

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -95,6 +94,10 @@ def test_flow_rerun_stage_broken_item_and_dask(tmp_path, sample_dir, harness):
     out4 = build_dataset(manifest=str(m), workspace=str(ws_dask), runner="dask", dask_workers=2)
     got = (_stage1_digest(Path(out4["dataset"])), _parquet_content(Path(out4["dataset"])))
     assert got == ref
+    # the same cache counts from Dask worker processes as from the flow's threads (stats merged from disk)
+    assert out4["cache"] == out["cache"] and out["cache"]["faces"]["misses"] >= 3, (out["cache"], out4["cache"])
+    prov = json.loads((Path(out4["dataset"]) / "provenance" / "run.json").read_text())
+    assert prov["cache"]["faces"]["misses"] == out4["cache"]["faces"]["misses"]
 
 
 def _wordsmile(*args, **kw) -> subprocess.Popen:

@@ -15,7 +15,7 @@ from dataset.assemble.splits import assign_split
 from pipeline.formats.dataset import SPLITS
 from pipeline.formats.dataset import software_versions, write_dataset
 from pipeline.atomic import atomic_dir, write_text
-from pipeline.codespaces import code_space as code_space_of
+from pipeline.codespaces import CODE_SPACES
 from pipeline.context import StageContext
 from pipeline.formats.track import read_quality
 from pipeline.manifest import check_safe_id
@@ -173,7 +173,7 @@ def assemble(segments: pd.DataFrame, ctx: StageContext, name: str, records: list
         "description": getattr(manifest, "description", "") or "",
         "code_space": code_space,
         "dims": dims,
-        "jaw_dims": code_space_of(code_space).jaw_indices(dims) if code_space else [],  # EmoAva weights them ×5
+        "jaw_dims": CODE_SPACES[code_space].jaw_indices(dims) if code_space in CODE_SPACES else [],  # EmoAva: ×5
         "codes": "smooth" if cfg.use_smoothed else "raw",
         "config_hash": ctx.cfg.hash(),
         "assemble_config": cfg.model_dump(mode="json"),
