@@ -110,3 +110,36 @@ def test_config_show_reasons_shows_effective_values_and_hash(tmp_path):
     assert sum(line.startswith("* ") for line in lines) == 3
     want = load_config(cfg_file, ["assemble.min_frames=12", "sources.youtube.retries=5"]).hash()
     assert f"# config hash: {want}" in lines and want != load_config().hash()
+
+
+def test_text_encoder_loads_offline_without_forcing_the_hub_client_offline(tmp_path):
+    """The CLI no longer sets HF_HUB_OFFLINE (publishing needs the hub); the text encoder must still load
+    its local folder without any request: the hub address points at a recorder that must stay silent."""
+    import http.server
+    import threading
+
+    seen = []
+
+    class H(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):   # noqa: N802
+            seen.append(self.path)
+            self.send_response(500)
+            self.end_headers()
+
+        do_HEAD = do_GET
+
+        def log_message(self, *a):
+            pass
+
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
+    env.update(PYTHONPATH=str(ROOT), HF_ENDPOINT=f"http://127.0.0.1:{srv.server_address[1]}", HF_HOME=str(tmp_path))
+    code = ("import wordsmile.cli, os; assert 'HF_HUB_OFFLINE' not in os.environ; from model.text import TextEncoder; "
+            "h = TextEncoder().encode(['hello there']); print(h[0].shape)")
+    try:
+        r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    finally:
+        srv.shutdown()
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.strip().startswith("(") and seen == [], (r.stdout, seen)
