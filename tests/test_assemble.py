@@ -37,7 +37,7 @@ def write_entries(ws: Workspace, sid: str, codes: np.ndarray, valid: np.ndarray 
              landmarks=np.zeros((n, 478, 3), np.float16), transform=np.tile(np.eye(4, dtype=np.float32), (n, 1, 1)),
              blendshapes=np.zeros((n, 52), np.float32), valid=valid, fps=np.float64(fps))
     write_json(fd / "quality.json", {"presence": float(valid.mean()), "median_face_px": 140.0, "n_tracks": 1,
-                                     "yaw": {"mean": 3.5, "max": 12.0}, "policy": "strict", "track": [1, 2.5],
+                                     "yaw": {"mean": 3.5, "max": 12.0}, "policy": "strict", "track": [1, 2.5], "cuts": [],
                                      "per_frame": {"yaw": [None if not v else 1.5 for v in valid]}})
     save_npz(cd / "codes.npz", raw=codes, smooth=codes, valid=valid, t=t, fps=np.float64(fps))
     write_json(cd / "codes.json", {"code_space": code_space, "dims": dims, "backend": "mediapipe",
@@ -197,6 +197,8 @@ def test_layout_records_and_parquet(built, tmp_path):
     assert isinstance(row["face_yaw_max"], float) and list(row["face_track"]) == [1.0, 2.5]
     assert str(pq.read_schema(out / "data/train.parquet").field("codes").type) == "list<element: list<element: float>>"
     assert pq.read_schema(out / "data/test.parquet") == pq.read_schema(out / "data/train.parquet")
+    # no sample has a shot cut: the column still has its type (frame indices), not list<null>
+    assert str(pq.read_schema(out / "data/train.parquet").field("face_cuts").type) == "list<element: int64>"
 
     import datasets
     # the folder loads through the card's `configs`: three splits, EmoAva's dev as validation

@@ -269,6 +269,11 @@ def write_split_files(out: Path, pq: pd.DataFrame) -> None:
     from pipeline.atomic import atomic_path
 
     table = pa.Table.from_pandas(pq, preserve_index=False).replace_schema_metadata(None)
+    for i, f in enumerate(table.schema):
+        # a list column whose lists are all empty (no shot cut in any sample) infers list<null>: give it
+        # the type it has when it holds values, so the schema does not depend on the data
+        if pa.types.is_list(f.type) and pa.types.is_null(f.type.value_type):
+            table = table.set_column(i, f.name, table.column(i).cast(pa.list_(pa.int64())))
     split = np.asarray(pq["split"], dtype=object) if len(pq) else np.zeros(0, object)
     for s in SPLITS:
         part = table.filter(pa.array(split == s, pa.bool_())) if len(pq) else table
