@@ -215,7 +215,7 @@ def _repo_version() -> str:
 
 
 def write_dataset(out: Path, df: pd.DataFrame, info: dict, protocol: int, std_floor: float) -> dict:
-    """Write the stage-1 pickles, statistics, samples.parquet and dataset.json into `out`.
+    """Write the stage-1 pickles, statistics, data/{train,validation,test}.parquet and dataset.json into `out`.
 
     `df` has one row per sample with `codes` as (T, D) float32 arrays; `info` holds the dataset-level
     facts decided by the caller (name, code_space, dims, config, funnel, ...). Returns dataset.json."""
@@ -329,5 +329,6 @@ def read_info(dataset_dir: Path) -> dict:
         raise ValueError(f"{p}: not valid JSON ({e})") from None
 
 
-__all__ = ["write_dataset", "read_samples", "read_table", "parquet_paths", "read_info", "HF_SPLITS", "DATA_FILES", "column_doc", "pickle_bytes", "train_stats", "split_order",
-           "parquet_frame", "codes_from_parquet", "software_versions"]
+__all__ = ["write_dataset", "write_split_files", "read_samples", "read_table", "parquet_paths", "read_info",
+           "HF_SPLITS", "DATA_FILES", "column_doc", "pickle_bytes", "train_stats", "split_order", "parquet_frame",
+           "codes_from_parquet", "software_versions"]
