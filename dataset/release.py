@@ -24,7 +24,6 @@ import tempfile
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 
@@ -66,7 +65,7 @@ def _files(root: Path) -> list[str]:
 def verify(path: str | os.PathLike, max_members: int = MAX_MEMBERS, max_bytes: int = MAX_UNPACKED_BYTES,
            max_ratio: float = MAX_RATIO) -> list[str]:
     """Check a release folder (or its .tar.gz): every file's SHA-256 against SHA256SUMS, no unlisted files,
-    then dataset.json, the EmoAva stage-1 layout and samples.parquet. Returns the problems, each naming
+    then dataset.json, the EmoAva stage-1 layout and the Parquet splits. Returns the problems, each naming
     the file; an empty list means the release is intact. An archive is checked from its listing first
     (members, paths, unpacked size against the caps and the free space) before anything is unpacked."""
     p = Path(path)
@@ -131,7 +130,6 @@ def _verify_archive(p: Path, max_members: int, max_bytes: int, max_ratio: float)
 
 def check_layout(d: Path) -> list[str]:
     """Schema and EmoAva layout of a dataset folder (call on verified files only: it unpickles)."""
-    import pandas as pd
 
     problems: list[str] = []
     try:
@@ -193,33 +191,35 @@ def check_layout(d: Path) -> list[str]:
             problems.append(f"{name}: {a.dtype} {a.shape}, expected finite float32 ({D},)")
         elif name == "stage1_std.npy" and (a <= 0).any():
             problems.append(f"{name}: has non-positive entries")
+    from pipeline.formats.dataset import CORE_COLUMNS, DATA_FILES, read_table
+
     try:
-        df = pd.read_parquet(d / "samples.parquet")
-    except FileNotFoundError:
-        problems.append("samples.parquet: missing")
-        df = None
-    except Exception as e:
-        problems.append(f"samples.parquet: unreadable ({type(e).__name__}: {e})")
+        df = read_table(d)
+    except (FileNotFoundError, ValueError) as e:
+        problems.append(str(e).replace(str(d) + "/", ""))
         df = None
     if df is not None:
-        from pipeline.formats.dataset import CORE_COLUMNS
-
+        pq_name = "Parquet (" + ", ".join(DATA_FILES.values()) + ")"
         lack = [c for c in CORE_COLUMNS if c not in df.columns]
         if lack:
-            problems.append(f"samples.parquet: column(s) {lack} missing")
+            problems.append(f"{pq_name}: column(s) {lack} missing")
         elif list(df.columns) != list(info["columns"]):
-            problems.append("samples.parquet: columns differ from dataset.json 'columns'")
+            problems.append(f"{pq_name}: columns differ from dataset.json 'columns'")
         else:
             if df["sample_id"].duplicated().any():
-                problems.append("samples.parquet: duplicate sample_id values")
+                problems.append(f"{pq_name}: duplicate sample_id values")
             for s in SPLITS:
+                if (d / DATA_FILES[s]).is_file():
+                    got = read_table(d, [s], ["split"])["split"]
+                    if (got != s).any():
+                        problems.append(f"{DATA_FILES[s]}: rows whose split is not {s!r}")
                 part = df[df["split"] == s]
                 if s in texts_by_split and list(part["text"]) != texts_by_split[s]:
-                    problems.append(f"samples.parquet: texts of split {s} differ from {s}_stage1_text.pkl")
+                    problems.append(f"{DATA_FILES[s]}: texts differ from {s}_stage1_text.pkl")
                 if s in nframes_by_split and list(part["n_frames"].astype(int)) != nframes_by_split[s]:
-                    problems.append(f"samples.parquet: n_frames of split {s} differ from {s}_stage1_exps.pkl")
+                    problems.append(f"{DATA_FILES[s]}: n_frames differ from {s}_stage1_exps.pkl")
             if df["split"].isin(SPLITS).sum() != len(df):
-                problems.append("samples.parquet: rows with a split other than train/dev/test")
+                problems.append(f"{pq_name}: rows with a split other than train/dev/test")
     for name in ("README.md", "report.html"):
         if not (d / name).is_file():
             problems.append(f"{name}: missing")
@@ -309,7 +309,7 @@ def _licence_notices(out: Path, info: dict) -> None:
                 f"{SOURCE_CITATIONS.get(s['kind'], '')}\n\n"
                 "The expression codes are derived from the source media; rights in the original media remain "
                 "with their holders. Per-sample provenance (url, title, uploader, license) is in "
-                "samples.parquet. To request removal of a sample, send its sample_id to the publisher: "
+                "data/*.parquet. To request removal of a sample, send its sample_id to the publisher: "
                 "new versions are made with `wordsmile release --exclude`.\n")
         write_text(out / "licenses" / f"{check_safe_id(s['source_id'])}.txt", text)
 
@@ -326,6 +326,8 @@ def _rewrite_without(src: Path, out: Path, info: dict, files: list[str], ids: li
     removed = sorted(df.loc[gone, "sample_id"])
     base = {k: v for k, v in info.items() if k not in (
         "format_version", "D", "fps", "fps_values", "counts", "total", "stats", "columns", "pickle_protocol")}
+    for f in base.get("funnel_by_source", []):
+        f["kept"] = int((~gone & (df["source_id"] == f["source_id"])).sum())
     base["funnel"] = list(info.get("funnel", [])) + (
         [{"stage": "release", "status": "skipped", "reason": "filter.excluded", "count": len(removed)}]
         if removed else [])
@@ -343,9 +345,21 @@ def _rewrite_without(src: Path, out: Path, info: dict, files: list[str], ids: li
         shutil.copyfile(src / rel, out / rel, follow_symlinks=False)
     write_json(out / "provenance" / "excluded.json",
                {"listed": sorted(listed), "removed": removed, "not_found": sorted(listed - set(removed))})
-    report.write_report(out, meta, df[~gone].reset_index(drop=True), cfg, media=None, thumbs_from=src)
+    run = {}
+    if (src / "provenance" / "run.json").is_file():
+        run = json.loads((src / "provenance" / "run.json").read_text(encoding="utf-8"))
+    report.write_report(out, meta, df[~gone].reset_index(drop=True), cfg, media=None, thumbs_from=src, run=run)
     card.write_card(out, meta, df[~gone].reset_index(drop=True))
     return meta
+
+
+def _refuse_empty(info: dict, src: Path, after: str = "") -> None:
+    """An empty release helps nobody and looks like a success: refuse it, saying where the reasons are."""
+    if int(info.get("total", {}).get("samples", 0)) > 0:
+        return
+    why = "; ".join(w for w in info.get("warnings", []) if not w.startswith("the train split is empty"))
+    raise ReleaseError(f"dataset {info.get('name')} has no samples{' after ' + after if after else ''}: nothing to "
+                       f"release" + (f" ({why})" if why else "") + f"; see {src / 'report.html'} for the funnel")
 
 
 def _deterministic_tar(folder: Path, dest: Path, mtime: int) -> Path:
@@ -413,6 +427,7 @@ def release(dataset_dir, ws, version: str, exclude: str | os.PathLike | None = N
     src = _resolve_dataset(dataset_dir, ws)
     info, files = _checked_info(src)
     name = info["name"]
+    _refuse_empty(info, src)
     dest = ws.releases / f"{name}-{version}"
     archive = ws.releases / f"{dest.name}.tar.gz"
     ids = read_ids(exclude) if exclude else None
@@ -437,6 +452,7 @@ def _write_release(src, dest, info, files, ids, name, version, created) -> None:
     with atomic_dir(dest, replace=False) as tmp:
         if ids is not None:
             info = _rewrite_without(src, tmp, info, files, ids)
+            _refuse_empty(info, src, after=f"excluding the {info['excluded']['removed']} listed samples")
         else:
             for rel in files:
                 if any(part.startswith(TMP_PREFIX) for part in rel.split("/")):
@@ -473,7 +489,7 @@ def _resume_tar(dest: Path, archive: Path) -> Path:
 
 # ---------------------------------------------------------------- publish
 
-def _local_path(url: str) -> Optional[Path]:
+def _local_path(url: str) -> Path | None:
     if url.startswith("file://"):
         return Path(url[len("file://"):])
     return None if "://" in url else Path(url)
@@ -485,7 +501,6 @@ def publish(path: str | os.PathLike, url: str) -> str:
     and compare its hash. A verified NAME-VERSION.tar.gz is published as the one file URL/NAME-VERSION.tar.gz.
     Refuses an unverified release, an existing destination and a destination inside the release.
     Returns the URL."""
-    import fsspec
 
     p = Path(path)
     local = _local_path(url)
@@ -497,6 +512,37 @@ def publish(path: str | os.PathLike, url: str) -> str:
     problems = verify(p)
     if problems:
         raise ReleaseError(f"{p} failed verification, not publishing:\n  " + "\n  ".join(problems))
+    if url.startswith("hf://"):
+        _hub_ready(url)
+    try:
+        return _upload(p, url)
+    except (ReleaseError, FileExistsError):
+        raise
+    except Exception as e:  # noqa: BLE001 - any backend's network/auth error becomes one clear line
+        raise ReleaseError(f"publishing to {url} failed: {_one_line(e)}") from None
+
+
+def _one_line(e: BaseException) -> str:
+    msg = " ".join(str(e).split())
+    hint = " (is the network reachable?)" if any(k in type(e).__name__ for k in ("Connect", "Timeout")) else ""
+    return (f"{type(e).__name__}: {msg[:300]}" if msg else type(e).__name__) + hint
+
+
+def _hub_ready(url: str) -> None:
+    """What the Hugging Face client needs before its first network call, checked with a clear message."""
+    from huggingface_hub import constants, get_token
+
+    if constants.HF_HUB_OFFLINE:
+        raise ReleaseError(f"cannot publish to {url}: HF_HUB_OFFLINE is set in the environment; unset it "
+                           f"(wordsmile itself no longer sets it)")
+    if not get_token():
+        raise ReleaseError(f"cannot publish to {url}: no Hugging Face token; run `hf auth login` or set HF_TOKEN "
+                           f"to a token with write access to the repository")
+
+
+def _upload(p: Path, url: str) -> str:
+    import fsspec
+
     try:
         fs, root = fsspec.core.url_to_fs(url)
     except (ImportError, ValueError) as e:
@@ -531,81 +577,3 @@ def publish(path: str | os.PathLike, url: str) -> str:
         if h.hexdigest() != sha256_file(base / rel):
             raise ReleaseError(f"published copy of {rel} at {target} has a different hash: upload corrupted")
     return (url.rstrip("/") + "/" + p.name) if "://" in url else target
-
-
-# ---------------------------------------------------------------- CLI
-
-def register(app) -> None:
-    """Add the top-level commands `release`, `verify` and `publish` to the wordsmile typer app."""
-    import typer
-
-    def _workspace(dataset: str, workspace: Optional[Path]) -> Path:
-        if workspace is not None:
-            return workspace
-        if os.environ.get("WORDSMILE_WORKSPACE"):
-            return Path(os.environ["WORDSMILE_WORKSPACE"])
-        d = Path(dataset).resolve()
-        if d.parent.name == "datasets":  # WORKSPACE/datasets/NAME: release into that workspace
-            return d.parent.parent
-        return Path("ws")
-
-    @app.command("release")
-    def release_cmd(
-        dataset: str = typer.Argument(..., help="Dataset folder (WORKSPACE/datasets/NAME) or a dataset name."),
-        version: str = typer.Option(..., "--version", help="Release version, e.g. 0.1.0 (letters, digits, . _ -)."),
-        exclude: Optional[Path] = typer.Option(None, "--exclude", help="Text file of sample ids to leave out "
-                                               "(opt-out and takedown requests), one per line, '#' comments."),
-        tar: bool = typer.Option(False, "--tar", help="Also write releases/NAME-VERSION.tar.gz."),
-        workspace: Optional[Path] = typer.Option(None, "--workspace", "-w", help="Workspace that receives "
-                                                 "releases/ (default: the dataset's own workspace)."),
-    ):
-        """Make the immutable release WORKSPACE/releases/NAME-VERSION/ of a built dataset.
-
-        It holds the EmoAva stage-1 files, samples.parquet, dataset.json, the card and report, provenance
-        (config, manifest, run summary, release.json), licence notices per source and SHA256SUMS. An
-        existing version is never overwritten. `--exclude ids.txt` makes a version without those samples."""
-        from pipeline.workspace import Workspace
-
-        try:
-            ws = Workspace(_workspace(dataset, workspace))
-            out = release(dataset, ws, version, exclude=exclude, tar=tar)
-        except (ReleaseError, FileExistsError, ValueError) as e:
-            typer.secho(f"error: {e}", fg="red", err=True)
-            raise typer.Exit(2)
-        except OSError as e:   # the workspace itself cannot be made (read-only, no permission)
-            typer.secho(f"error: {_io_error(e, Path(workspace or '.'))}", fg="red", err=True)
-            raise typer.Exit(2)
-        typer.secho(f"release: {out}", fg="green")
-        if tar:
-            typer.echo(f"archive: {out}.tar.gz")
-
-    @app.command("verify")
-    def verify_cmd(path: Path = typer.Argument(..., help="Release folder (or its .tar.gz).")):
-        """Check a release: SHA-256 of every file, no unlisted files, dataset.json, the EmoAva stage-1 layout
-        and samples.parquet. Exits 1 and names each bad file when anything is wrong."""
-        try:
-            problems = verify(path)
-        except OSError as e:
-            problems = [f"{e.filename or path}: cannot read ({e.strerror or e})"]
-        if problems:
-            for x in problems:
-                typer.secho(f"FAIL {x}", fg="red", err=True)
-            raise typer.Exit(1)
-        typer.secho(f"ok: {path} verified", fg="green")
-
-    @app.command("publish")
-    def publish_cmd(path: Path = typer.Argument(..., help="Verified release folder (or its .tar.gz)."),
-                    url: str = typer.Argument(..., help="Destination folder or fsspec URL (file://, s3://, gs://, "
-                                                        "hf://...); the release lands in URL/NAME-VERSION/.")):
-        """Copy a verified release to a folder or any fsspec URL, checksum file last, and check the copy.
-
-        Remote schemes need their fsspec backend installed (s3fs, gcsfs, huggingface_hub)."""
-        try:
-            out = publish(path, url)
-        except (ReleaseError, FileExistsError) as e:
-            typer.secho(f"error: {e}", fg="red", err=True)
-            raise typer.Exit(2)
-        except OSError as e:
-            typer.secho(f"error: {_io_error(e, Path(url))}", fg="red", err=True)
-            raise typer.Exit(2)
-        typer.secho(f"published: {out}", fg="green")

@@ -108,7 +108,7 @@ def register(app: typer.Typer) -> None:
 
     @app.command("train")
     def train_cmd(
-        dataset: Path = typer.Argument(..., help="Built dataset folder (dataset.json + samples.parquet or EmoAva pickles)."),
+        dataset: Path = typer.Argument(..., help="Built dataset folder (dataset.json + data/*.parquet or EmoAva pickles)."),
         config: str = typer.Option("small", "--config", "-c", help="Preset (small: CPU minutes; paper: EmoAva's "
                                    "d_model 768 run) or a YAML config file whose `model:` section is used."),
         set_: List[str] = typer.Option([], "--set", "-s", help="Override a model setting: field=value (repeatable), "

@@ -1,7 +1,7 @@
 """Read a built dataset folder (docs/ARCHITECTURE.md "Dataset folder") for the model stage.
 
-Parquet is preferred (no unpickling). The EmoAva stage-1 pickles are read only when there is no
-`samples.parquet`, after their SHA-256 is checked against `SHA256SUMS` when that file exists, and
+Parquet (data/{train,validation,test}.parquet, read through pipeline.formats.dataset) is preferred (no
+unpickling). The EmoAva stage-1 pickles are read only when there are no Parquet files, after their SHA-256 is checked against `SHA256SUMS` when that file exists, and
 through an unpickler that admits nothing but lists, strings and numpy arrays."""
 from __future__ import annotations
 
@@ -127,26 +127,30 @@ def load_split(root: str | Path, split: str, D: int | None = None) -> list[Sampl
     if split not in SPLITS:
         raise DatasetError(f"split {split!r}: choose from {', '.join(SPLITS)}")
     root = Path(root)
-    pq_path = root / "samples.parquet"
-    out: list[Sample] = []
-    if pq_path.exists():
-        import pyarrow.parquet as pq
+    from pipeline.formats.dataset import parquet_paths, read_table
 
-        table = pq.read_table(pq_path, columns=None)
-        names = set(table.column_names)
+    try:
+        has_parquet = bool(parquet_paths(root))
+    except FileNotFoundError:
+        has_parquet = False
+    out: list[Sample] = []
+    if has_parquet:
+        try:
+            df = read_table(root, [split])
+        except ValueError as e:
+            raise DatasetError(str(e)) from None
         for col in ("split", "text", "codes"):
-            if col not in names:
-                raise DatasetError(f"{pq_path}: column {col!r} is missing")
-        df = table.select([c for c in ("sample_id", "split", "text", "codes") if c in names]).to_pandas()
-        df = df[df["split"] == split]
-        for i, row in enumerate(df.itertuples(index=False)):
+            if col not in df.columns:
+                raise DatasetError(f"{root}: Parquet column {col!r} is missing")
+        for i, row in enumerate(df[[c for c in ("sample_id", "text", "codes") if c in df.columns]]
+                                .itertuples(index=False)):
             codes = np.asarray([np.asarray(r, np.float32) for r in row.codes], np.float32)
             sid = getattr(row, "sample_id", None) or f"{split}-{i}"
             out.append(Sample(str(sid), str(row.text), codes))
     else:
         tp, ep = root / f"{split}_stage1_text.pkl", root / f"{split}_stage1_exps.pkl"
         if not tp.exists() or not ep.exists():
-            raise DatasetError(f"{root}: neither samples.parquet nor {tp.name}/{ep.name} exist")
+            raise DatasetError(f"{root}: neither Parquet splits (data/*.parquet) nor {tp.name}/{ep.name} exist")
         texts, exps = _load_pickle(tp), _load_pickle(ep)
         if not isinstance(texts, list) or not isinstance(exps, list) or len(texts) != len(exps):
             raise DatasetError(f"{tp} / {ep}: expected two lists of equal length")

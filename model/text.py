@@ -5,7 +5,6 @@ The encoder never trains, so each text's token states are computed once and stor
 from __future__ import annotations
 
 import hashlib
-import os
 from pathlib import Path
 
 import numpy as np
@@ -37,8 +36,6 @@ def encoder_id(path: Path) -> str:
 
 class TextEncoder:
     def __init__(self, spec: str = "", max_tokens: int = 64, device: str = "cpu"):
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
         self.path = resolve_encoder_path(spec)
         self.id = encoder_id(self.path) + f"-L{max_tokens}"
         self.max_tokens = max_tokens
@@ -53,8 +50,10 @@ class TextEncoder:
             import torch
             from transformers import AutoModel, AutoTokenizer
 
-            self._tok = AutoTokenizer.from_pretrained(self.path)
-            self._model = AutoModel.from_pretrained(self.path).to(self.device).eval()
+            # a local folder, loaded without the hub: local_files_only keeps this offline without setting
+            # HF_HUB_OFFLINE for the whole process (which would break `publish hf://...`)
+            self._tok = AutoTokenizer.from_pretrained(self.path, local_files_only=True)
+            self._model = AutoModel.from_pretrained(self.path, local_files_only=True).to(self.device).eval()
             for p in self._model.parameters():
                 p.requires_grad_(False)
             self._torch = torch

@@ -104,7 +104,7 @@ def prepare(dataset: str | Path, cfg: ModelConfig, device: torch.device, progres
     train = load_split(dataset, "train", D=info.D)
     dev = load_split(dataset, "dev", D=info.D)
     if not train:
-        raise ValueError(f"{dataset / 'samples.parquet'}: the train split is empty")
+        raise ValueError(f"{Path(dataset) / 'data/train.parquet'}: the train split is empty")
     _refuse_non_finite(dataset, info, train, dev)
     cache.get([s.text for s in train + dev], progress=progress)
     return Prepared(info, norm, cache, [(s.text, norm.encode(s.codes)) for s in train],

@@ -150,8 +150,28 @@ def summary_frame(records: Iterable[Record]):
 STAGE_ORDER = ["ingest", "faces", "expressions", "assemble", "release"]
 
 
+def top_reasons(records: Iterable[Record], k: int = 5) -> list[dict]:
+    """The k most frequent reasons items did not make it (failed first on ties), each with one example:
+    {stage, status, reason, count, item_id, detail}. The detail names the file, row or URL."""
+    groups: dict[tuple, list[Record]] = {}
+    for r in records:
+        if not r.ok:
+            groups.setdefault((r.stage, r.status.value, r.reason.value), []).append(r)
+    order = {st: i for i, st in enumerate(STAGE_ORDER)}
+    ranked = sorted(groups.items(), key=lambda kv: (-len(kv[1]), kv[0][1] != "failed", order.get(kv[0][0], 99),
+                                                    kv[0][2]))
+    out = []
+    for (stage, status, reason), rs in ranked[:k]:
+        ex = min(rs, key=lambda r: (not r.detail, r.item_id))
+        out.append({"stage": stage, "status": status, "reason": reason, "count": len(rs), "item_id": ex.item_id,
+                    "detail": " ".join(ex.detail.split())})
+    return out
+
+
 def print_summary(records: Iterable[Record], console=None, title: str = "Run summary") -> str:
-    """Print the funnel as a table; returns it as plain text too (written to runs/ID/summary.txt)."""
+    """Print the funnel as a table and the top reasons items did not make it, each with one example
+    detail; returns the same as plain text (written to runs/ID/summary.txt)."""
+    records = list(records)
     from rich.console import Console
     from rich.table import Table
 
@@ -166,10 +186,20 @@ def print_summary(records: Iterable[Record], console=None, title: str = "Run sum
     for row in s.itertuples(index=False):
         style = {"ok": "green", "skipped": "yellow", "failed": "red"}.get(row.status, "")
         table.add_row(row.stage, row.status, row.reason, str(row.count), style=style)
+    top = top_reasons(records)
+    lines = []
+    if top:
+        lines.append("Top reasons items did not make it (one example each):")
+        for t in top:
+            detail = t["detail"] if len(t["detail"]) <= 240 else t["detail"][:237] + "..."
+            lines.append(f"  {t['count']:>4} × {t['stage']} {t['status']} {t['reason']}")
+            lines.append(f"         e.g. {t['item_id']}: {detail or '(no detail)'}")
     console = console or Console()
-    console.print(table)
     text_console = Console(width=100, record=True, file=open("/dev/null", "w"))
-    text_console.print(table)
+    for c in (console, text_console):
+        c.print(table)
+        for line in lines:
+            c.print(line, markup=False, highlight=False, soft_wrap=True)
     return text_console.export_text()
 
 

@@ -115,8 +115,14 @@ def run_item(stage: Stage, item: Any, ctx) -> Any:
 def _reuse(entry: Path, item_id: str) -> Record:
     rec = Record.load(entry / "record.json")
     rec.item_id = item_id    # an entry is shared by items with the same inputs (same bytes, same span)
-    rec.output = str(entry) if rec.ok else ""
+    rec.output = _output(rec, entry)
     return rec
+
+
+def _output(rec: Record, entry: Path) -> str:
+    """The entry's path for ok and skipped items (a skipped item's figures say why, e.g. the report draws
+    every face of a rejected two-shot from faces/quality.json); failures name none."""
+    return "" if rec.status is Status.FAILED else str(entry)
 
 
 def _compute(stage: Stage, item: Any, ctx, cache, key: str) -> Record:
@@ -124,7 +130,7 @@ def _compute(stage: Stage, item: Any, ctx, cache, key: str) -> Record:
 
     with cache.put(key, meta={"item_id": stage.item_id(item)}) as tmp:
         rec = stage.process(item, ctx, tmp)
-        rec.output = str(cache.path(key)) if rec.ok else ""
+        rec.output = _output(rec, cache.path(key))
         write_json(tmp / "record.json", rec.to_json())
     return rec
 

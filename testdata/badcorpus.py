@@ -324,17 +324,5 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def register(app) -> None:
-    """Add `badcorpus` to the typer sub-app mounted as `wordsmile testdata`."""
-    import typer
-
-    @app.command("badcorpus")
-    def badcorpus(dest: Path = typer.Argument(..., help="folder to create"),
-                  force: bool = typer.Option(False, "--force", help="regenerate even if DEST already holds it")):
-        """Generate the bad-input corpus the hardening tests build over (corpus.json lists every item and
-        the reason it must end with)."""
-        raise typer.Exit(main([*(["--force"] if force else []), str(dest)]))
-
-
 if __name__ == "__main__":
     sys.exit(main())

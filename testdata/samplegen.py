@@ -674,22 +674,5 @@ def make_sample(dest: Path, force: bool = False, parts: Iterable[str] | None = N
     return idx
 
 
-def register(app) -> None:
-    """Add `make` to the typer sub-app mounted as `wordsmile testdata`."""
-    import typer
-
-    @app.command("make")
-    def make(dest: Path = typer.Argument(..., help="folder to create (e.g. sample_data)"),
-             force: bool = typer.Option(False, "--force", help="regenerate even if DEST already holds a sample")):
-        """Generate the sample media: talking-face clips with captions and ground-truth signals, in the
-        folder, table, MELD and web layouts (deterministic; ~1.5 MB; ~10 s)."""
-        import time
-
-        t0 = time.monotonic()
-        idx = make_sample(dest, force=force)
-        typer.echo(f"sample: {len(idx['clips'])} clips, {len(idx['files'])} files in {dest} "
-                   f"({time.monotonic() - t0:.1f} s); manifests/sample.yaml reads it from sample_data/")
-
-
-__all__ = ["make_sample", "register", "make_clip", "ClipSpec", "FaceRig", "encode", "make_signals",
+__all__ = ["make_sample", "make_clip", "ClipSpec", "FaceRig", "encode", "make_signals",
            "make_voice", "vtt_text", "rolling_vtt_text", "time_sentences", "GENERATOR_VERSION"]

@@ -8,7 +8,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
+
+from pipeline.formats.dataset import read_table
 import yaml
 
 from pipeline.atomic import save_npz, write_json
@@ -34,7 +37,8 @@ def write_entries(ws: Workspace, sid: str, codes: np.ndarray, valid: np.ndarray 
              landmarks=np.zeros((n, 478, 3), np.float16), transform=np.tile(np.eye(4, dtype=np.float32), (n, 1, 1)),
              blendshapes=np.zeros((n, 52), np.float32), valid=valid, fps=np.float64(fps))
     write_json(fd / "quality.json", {"presence": float(valid.mean()), "median_face_px": 140.0, "n_tracks": 1,
-                                     "yaw": {"mean": 3.5, "max": 12.0}, "policy": "strict"})
+                                     "yaw": {"mean": 3.5, "max": 12.0}, "policy": "strict", "track": [1, 2.5], "cuts": [],
+                                     "per_frame": {"yaw": [None if not v else 1.5 for v in valid]}})
     save_npz(cd / "codes.npz", raw=codes, smooth=codes, valid=valid, t=t, fps=np.float64(fps))
     write_json(cd / "codes.json", {"code_space": code_space, "dims": dims, "backend": "mediapipe",
                                    "smoothing": {"kind": "savgol", "window": 5}, "versions": {"mediapipe": "1.2.2"}})
@@ -152,7 +156,7 @@ def test_layout_records_and_parquet(built, tmp_path):
         # loadable by EmoAva environments on numpy 1.x: no numpy-2-only module names in the stream
         raw = (out / f"{s}_stage1_exps.pkl").read_bytes()
         assert b"numpy._core" not in raw and b"numpy.core.multiarray\n_reconstruct" in raw
-    for f in ("stage1_mean.npy", "stage1_std.npy", "samples.parquet", "dataset.json", "README.md", "report.html",
+    for f in ("stage1_mean.npy", "stage1_std.npy", "data/train.parquet", "dataset.json", "README.md", "report.html",
               "provenance/config.yaml", "provenance/run_summary.txt"):
         assert (out / f).is_file(), f
     # one record per sample with codes; every bad row rejected with its own reason, the rest ok
@@ -168,7 +172,7 @@ def test_layout_records_and_parquet(built, tmp_path):
     oks = {i for i, r in by_id.items() if r.ok}
     assert oks == {i for i in by_id if i not in BAD}
 
-    df = pd.read_parquet(out / "samples.parquet")
+    df = read_table(out)
     assert set(df["sample_id"]) == oks
     info = json.loads((out / "dataset.json").read_text())
     assert info["D"] == 52 and info["code_space"] == "arkit52" and info["columns"] == list(df.columns)
@@ -196,13 +200,22 @@ def test_layout_records_and_parquet(built, tmp_path):
     funnel = {(r["stage"], r["reason"]): r["count"] for r in info["funnel"]}
     assert funnel[("assemble", "filter.duplicate")] == 1 and funnel[("assemble", "ok")] == len(df)
 
+    # per-frame face series are real lists (list<double> with nulls), not JSON text
+    assert isinstance(row["face_yaw_max"], float) and list(row["face_track"]) == [1.0, 2.5]
+    assert str(pq.read_schema(out / "data/train.parquet").field("codes").type) == "list<element: list<element: float>>"
+    assert pq.read_schema(out / "data/test.parquet") == pq.read_schema(out / "data/train.parquet")
+    # no sample has a shot cut: the column still has its type (frame indices), not list<null>
+    assert str(pq.read_schema(out / "data/train.parquet").field("face_cuts").type) == "list<element: int64>"
+
     import datasets
-    ds = datasets.load_dataset("parquet", data_files=str(out / "samples.parquet"), split="train",
-                               cache_dir=str(tmp_path / "hf"))
-    assert ds.num_rows == len(df) and set(ds.column_names) == set(df.columns)
-    assert np.asarray(ds[0]["codes"], np.float32).shape[1] == 52
-    # the folder itself loads through the card's `configs` front matter
-    assert datasets.load_dataset(str(out), cache_dir=str(tmp_path / "hf2"))["train"].num_rows == len(df)
+    # the folder loads through the card's `configs`: three splits, EmoAva's dev as validation
+    dd = datasets.load_dataset(str(out), cache_dir=str(tmp_path / "hf"))
+    assert set(dd) == {"train", "validation", "test"}
+    for hf, s in (("train", "train"), ("validation", "dev"), ("test", "test")):
+        assert dd[hf].num_rows == (df.split == s).sum() > 0 and set(dd[hf]["split"]) == {s}
+        assert dd[hf].column_names == list(df.columns)
+    assert np.asarray(dd["train"][0]["codes"], np.float32).shape[1] == 52
+    assert dd["train"].features["face_track"].feature.dtype == "float64"
 
 
 def test_two_builds_are_identical(built, tmp_path):
@@ -214,7 +227,7 @@ def test_two_builds_are_identical(built, tmp_path):
             assert (out1 / f).read_bytes() == (out2 / f).read_bytes(), f
     for f in ("stage1_mean.npy", "stage1_std.npy"):
         assert (out1 / f).read_bytes() == (out2 / f).read_bytes()
-    a, b = pd.read_parquet(out1 / "samples.parquet"), pd.read_parquet(out2 / "samples.parquet")
+    a, b = read_table(out1), read_table(out2)
     assert list(a.columns) == list(b.columns)
     for col in a.columns:
         if col == "codes":
@@ -225,7 +238,7 @@ def test_two_builds_are_identical(built, tmp_path):
 
 def test_mean_std_from_train_frames_only(built):
     out = built[0]
-    df = pd.read_parquet(out / "samples.parquet")
+    df = read_table(out)
     frames = lambda part: np.concatenate([np.stack(c).astype(np.float64) for c in part["codes"]])  # noqa: E731
     tr, rest = frames(df[df.split == "train"]), frames(df)
     mean, std = np.load(out / "stage1_mean.npy"), np.load(out / "stage1_std.npy")
@@ -241,7 +254,7 @@ def test_mean_std_from_train_frames_only(built):
 
 def test_splits_official_kept_and_videos_never_cross(built, tmp_path):
     out = built[0]
-    df = pd.read_parquet(out / "samples.parquet")
+    df = read_table(out)
     per_video = df.groupby(["source_id", "video_id"])["split"].nunique()
     assert (per_video == 1).all()
     meld = df[df.source_id == "meld"].set_index("video_id")
@@ -251,7 +264,7 @@ def test_splits_official_kept_and_videos_never_cross(built, tmp_path):
     assert set(df[df.source_id == "talk"]["split_method"]) == {"hashed"}
     # adding videos never moves an existing one
     bigger, _, _ = build(tmp_path / "ws3", n_videos=30)
-    big = pd.read_parquet(bigger / "samples.parquet").groupby("video_id")["split"].first()
+    big = read_table(bigger).groupby("video_id")["split"].first()
     small = df.groupby("video_id")["split"].first()
     assert (big[small.index] == small).all()
     assert set(big) == {"train", "dev", "test"}
@@ -306,7 +319,15 @@ def test_card_front_matter(built):
     assert text.startswith("---\n")
     fm = yaml.safe_load(text.split("---\n")[1])
     assert fm["license"] == "cc-by-4.0" and fm["language"] == ["en"] and fm["size_categories"] == ["n<1K"]
-    assert fm["configs"][0]["data_files"] == "samples.parquet"
+    assert fm["configs"][0]["data_files"] == [{"split": "train", "path": "data/train.parquet"},
+                                              {"split": "validation", "path": "data/validation.parquet"},
+                                              {"split": "test", "path": "data/test.parquet"}]
+    assert fm["source_datasets"] == ["extended", "original"]   # MELD extended, the folder source original
+    # a data-fields row for every column, with its Arrow type
+    fields = text.split("## Data fields", 1)[1].split("\n## ", 1)[0]
+    for col in read_table(out).columns:
+        assert f"| `{col}` | `" in fields, col
+    assert "| `face_per_frame_yaw` | `list<element: double>` | faces stage: per frame: head yaw" in fields
     for needle in ("assemble.max_frames", "Known limitations", "MELD", "Citation", "filter.too_many_frames"):
         assert needle in text, needle
 
@@ -320,5 +341,5 @@ def test_nothing_passing_still_writes_an_explained_dataset(tmp_path):
     assert info["code_space"] == "arkit52" and info["D"] == 52
     assert sum(r.reason is Reason.TOO_FEW_FRAMES for r in recs) >= 20
     assert load_pkl(out / "train_stage1_text.pkl") == [] and (out / "report.html").is_file()
-    assert len(pd.read_parquet(out / "samples.parquet")) == 0
+    assert len(read_table(out)) == 0
     assert "no sample passed" in (out / "README.md").read_text()

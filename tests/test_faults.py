@@ -27,6 +27,8 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
+from pipeline.formats.dataset import read_table
+
 from conftest import loopback_server
 
 from pipeline.atomic import TMP_PREFIX
@@ -65,7 +67,7 @@ def stage1_digest(ds: Path) -> dict:
 
 def content(ds: Path) -> tuple[dict, list]:
     """What must equal a clean build's: the stage-1 files' bytes and the Parquet rows (codes included)."""
-    df = pd.read_parquet(ds / "samples.parquet").sort_values("sample_id")
+    df = read_table(ds).sort_values("sample_id")
     rows = [[r.sample_id, r.split, r.text, int(r.n_frames), [list(map(float, f)) for f in r.codes]]
             for r in df.itertuples()]
     return stage1_digest(ds), rows
@@ -85,7 +87,7 @@ def check_integrity(ws: Path) -> int:
             if len(rel.parts) == 4 and rel.parts[0] == "cache":   # cache/STAGE/ab/KEY
                 assert {"DONE", "meta.json", "record.json"} <= {c.name for c in p.iterdir()}, f"unfinished {rel}"
             if len(rel.parts) == 2 and rel.parts[0] == "datasets":
-                assert (p / "dataset.json").is_file() and (p / "samples.parquet").is_file(), f"incomplete {rel}"
+                assert (p / "dataset.json").is_file() and (p / "data" / "train.parquet").is_file(), f"incomplete {rel}"
             continue
         n += 1
         try:
@@ -283,7 +285,7 @@ def flaky_server(sample_dir, tmp_path):
         yield url, handler
 
 
-FAST = ["sources.youtube.allow_private_urls=true", "sources.youtube.sleep_s=0", "sources.youtube.backoff_s=0",
+FAST = ["orchestration.max_failed_share=1", "sources.youtube.allow_private_urls=true", "sources.youtube.sleep_s=0", "sources.youtube.backoff_s=0",
         "sources.youtube.rate_limit_per_min=0", "sources.youtube.concurrency=1", "sources.youtube.socket_timeout_s=5"]
 
 
@@ -297,7 +299,8 @@ def test_flaky_server_build_finishes_and_reruns_complete_it(flaky_server, tmp_pa
     runs = []
     for i in range(8):   # the first build without retries (so the seeded failures show), then 2 retries
         rc, out = run("build", m, "-w", ws, *sets, "--set", f"sources.youtube.retries={0 if i == 0 else 2}")
-        assert rc == 0, out[-3000:]   # the build finishes whatever the server does
+        # the build finishes whatever the server does; it exits 1 (and says so) only when nothing came through
+        assert rc == 0 or (rc == 1 and "no sample was produced" in out), out[-3000:]
         check_integrity(ws)
         run_dir = max((ws / "runs").iterdir(), key=lambda p: p.stat().st_mtime)
         recs = pd.read_parquet(run_dir / "records.parquet")

@@ -14,6 +14,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from pipeline.formats.dataset import read_table
+
 from pipeline.records import Reason
 
 REPO = Path(__file__).resolve().parent.parent
@@ -45,7 +47,7 @@ def _stage1_digest(ds: Path) -> dict:
 
 
 def _parquet_content(ds: Path) -> list:
-    df = pd.read_parquet(ds / "samples.parquet")
+    df = read_table(ds)
     return df[["sample_id", "split", "text", "n_frames"]].values.tolist() + [
         [float(sum(map(sum, c))) for c in df["codes"]]]
 
@@ -79,14 +81,14 @@ def test_flow_rerun_stage_broken_item_and_dask(tmp_path, sample_dir, harness):
     assert (recs[(recs.stage == "faces") & (recs.status == "ok")].shape[0]) >= 3
 
     # assemble-only rerun with a changed filter: no faces/expressions work, assembly changes
-    n_before = len(pd.read_parquet(ds / "samples.parquet"))
+    n_before = len(read_table(ds))
     entries = lambda: sorted(p.name for p in (ws / "cache").glob("*/*/*"))  # noqa: E731
     before = entries()
     out2 = assemble_dataset(manifest=str(m), workspace=str(ws), overrides=["assemble.min_frames=100000"])
     assert entries() == before
     assert out2["cache"] == {} or all(v["misses"] == 0 for v in out2["cache"].values())
     ds2 = Path(out2["dataset"])
-    n_after = len(pd.read_parquet(ds2 / "samples.parquet")) if (ds2 / "samples.parquet").exists() else 0
+    n_after = len(read_table(ds2)) if (ds2 / "data" / "train.parquet").exists() else 0
     assert n_after < n_before
     recs2 = pd.read_parquet(Path(out2["run_dir"]) / "records.parquet")
     assert Reason.TOO_FEW_FRAMES.value in set(recs2.reason)
@@ -155,7 +157,7 @@ def test_deployment_runs_on_a_real_server_and_worker(tmp_path, sample_dir):
         state = run_deployment(env, "build-dataset/sample", {"manifest": str(m), "workspace": str(ws)})
     assert state == "COMPLETED", (tmp_path / "server.log").read_text()[-3000:]
     ds = ws / "datasets" / "flowtest"
-    assert (ds / "dataset.json").exists() and (ds / "samples.parquet").exists()
+    assert (ds / "dataset.json").exists() and (ds / "data" / "test.parquet").exists()
 
 
 def test_train_and_publish_flows_on_a_built_dataset(tmp_path, sample_dir, harness):

@@ -11,6 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from pipeline.formats.dataset import read_table
+
 from dataset.release import ReleaseError, publish, read_stage1, release, safe_load_pickle, verify, write_sums
 from pipeline.workspace import Workspace
 from test_assemble import build
@@ -32,16 +34,25 @@ def _writable(p: Path) -> None:
     os.chmod(p, stat.S_IRUSR | stat.S_IWUSR)
 
 
-def test_release_is_complete_verified_and_immutable(dataset, rel):
+def test_release_is_complete_verified_and_immutable(dataset, rel, tmp_path):
     assert rel.name == "demo-0.1.0" and verify(rel) == []
     names = {p.relative_to(rel).as_posix() for p in rel.rglob("*") if p.is_file()}
-    for f in ("SHA256SUMS", "dataset.json", "samples.parquet", "README.md", "report.html", "stage1_mean.npy",
+    for f in ("SHA256SUMS", "dataset.json", "data/train.parquet", "data/validation.parquet", "data/test.parquet",
+              "README.md", "report.html", "stage1_mean.npy",
               "train_stage1_exps.pkl", "provenance/config.yaml", "provenance/release.json",
               "provenance/run_summary.txt", "licenses/talk.txt", "licenses/meld.txt"):
         assert f in names, f
     # the release holds the dataset's files unchanged
-    for f in ("train_stage1_exps.pkl", "samples.parquet", "stage1_std.npy"):
+    for f in ("train_stage1_exps.pkl", "data/train.parquet", "stage1_std.npy"):
         assert (rel / f).read_bytes() == (dataset / f).read_bytes()
+    # what a Hugging Face user gets from the release folder: three splits, the test set only in `test`
+    import datasets
+
+    dd = datasets.load_dataset(str(rel), cache_dir=str(tmp_path / "hf"))
+    assert {k: v.num_rows for k, v in dd.items()} == {
+        hf: json.loads((rel / "dataset.json").read_text())["counts"][s]["samples"]
+        for hf, s in (("train", "train"), ("validation", "dev"), ("test", "test"))}
+    assert set(dd["test"]["split"]) == {"test"} and "test" not in set(dd["train"]["split"])
     sums = (rel / "SHA256SUMS").read_text().splitlines()
     assert len(sums) == len(names) - 1 and all(len(line.split("  ")[0]) == 64 for line in sums)
     assert not os.access(rel / "dataset.json", os.W_OK) or os.geteuid() == 0
@@ -116,13 +127,13 @@ def test_publish_to_local_folder_and_file_url(rel, tmp_path):
 
 def test_exclude_removes_exactly_the_listed_ids(dataset, tmp_path):
     ws = Workspace(tmp_path / "ws")
-    before = pd.read_parquet(dataset / "samples.parquet")
+    before = read_table(dataset)
     drop = ["v01s1", "meld2", "meld0"]
     ids = tmp_path / "optout.txt"
     ids.write_text("# takedown requests\nv01s1\nmeld2  # dev sample\n\nmeld0\nnot-a-sample\n")
     r = release(dataset, ws, "1.1", exclude=ids)
     assert verify(r) == []
-    after = pd.read_parquet(r / "samples.parquet")
+    after = read_table(r)
     assert set(before["sample_id"]) - set(after["sample_id"]) == set(drop)
     assert len(after) == len(before) - 3
     # the remaining rows are unchanged, in the same relative order
@@ -145,7 +156,7 @@ def test_cli_release_verify_publish(dataset, tmp_path):
     import typer
     from typer.testing import CliRunner
 
-    from dataset import release as rel_mod
+    from dataset import cli as rel_mod
 
     app = typer.Typer()
     rel_mod.register(app)
@@ -179,9 +190,88 @@ def test_extra_files_and_empty_dataset_release(tmp_path):
     ids.write_text("v00s0\n")
     r = release(out, Workspace(tmp_path / "ws"), "1.0", exclude=ids)
     assert verify(r) == [] and (r / "rig.npz").read_bytes() == rig.read_bytes()
-    # a dataset where nothing passed still releases and verifies (its card says why)
+    # a dataset where nothing passed is refused (its card and report say why), and so is excluding everything
     empty, _, _ = build(tmp_path / "ws-empty", overrides=["assemble.min_frames=100000"], n_videos=1)
-    assert verify(release(empty, Workspace(tmp_path / "ws-empty"), "0.0.1")) == []
+    with pytest.raises(ReleaseError, match="no samples.*nothing to release"):
+        release(empty, Workspace(tmp_path / "ws-empty"), "0.0.1")
+    assert not (tmp_path / "ws-empty" / "releases" / "empty-0.0.1").exists()
+    every = tmp_path / "all.txt"
+    every.write_text("\n".join(read_table(out, columns=["sample_id"])["sample_id"]) + "\n")
+    with pytest.raises(ReleaseError, match="no samples"):
+        release(out, Workspace(tmp_path / "ws"), "2.0", exclude=every)
+    assert not (tmp_path / "ws" / "releases" / "demo-2.0").exists()
+
+
+class _Hub:
+    """A loopback HTTP server standing in for the hub's address: it records what the Hugging Face client
+    sends and answers 401, so a test sees the client's real network call without any network."""
+
+    def __init__(self):
+        import http.server
+        import threading
+
+        seen = self.seen = []
+
+        class H(http.server.BaseHTTPRequestHandler):
+            def _answer(self):
+                seen.append((self.command, self.path, self.headers.get("Authorization", "")))
+                body = b'{"error": "Invalid credentials in Authorization header"}'
+                self.send_response(401)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            do_GET = do_HEAD = do_POST = _answer
+
+            def log_message(self, *a):
+                pass
+
+        self.srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+        self.url = f"http://127.0.0.1:{self.srv.server_address[1]}"
+        threading.Thread(target=self.srv.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.srv.shutdown()
+
+
+def _cli_env(args: list[str], **env):
+    import subprocess
+    import sys
+
+    base = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "HF_TOKEN", "TRANSFORMERS_OFFLINE")}
+    return subprocess.run([sys.executable, "-m", "wordsmile.cli", *args], env={**base, **env},
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_publish_to_the_hub_reaches_the_client_and_fails_in_one_line(rel, tmp_path):
+    hub = _Hub()
+    home = str(tmp_path / "hf-home")   # no stored token there
+    url = "hf://datasets/someone/wordsmile-demo"
+    try:
+        # no token: said before any network call
+        res = _cli_env(["publish", str(rel), url], HF_HOME=home, HF_ENDPOINT=hub.url)
+        assert res.returncode == 2 and hub.seen == []
+        assert res.stderr.strip().count("\n") == 0 and "no Hugging Face token" in res.stderr, res.stderr
+        # a token: the CLI does not force the hub client offline, it reaches the (stand-in) hub with the
+        # token, and the refusal is one line, no traceback
+        res = _cli_env(["publish", str(rel), url], HF_HOME=home, HF_ENDPOINT=hub.url, HF_TOKEN="hf_wordsmile_test")
+        assert res.returncode == 2, res.stderr
+        assert hub.seen and all(a == "Bearer hf_wordsmile_test" for _, _, a in hub.seen), hub.seen
+        assert any("someone/wordsmile-demo" in path for _, path, _ in hub.seen), hub.seen
+        assert res.stderr.strip().count("\n") == 0 and f"publishing to {url} failed" in res.stderr, res.stderr
+        assert "Traceback" not in res.stderr and "OfflineModeIsEnabled" not in res.stderr
+    finally:
+        hub.close()
+    # no network at all (nothing listens on the address): one line too
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{s.getsockname()[1]}"
+    res = _cli_env(["publish", str(rel), url], HF_HOME=home, HF_ENDPOINT=dead, HF_TOKEN="hf_wordsmile_test")
+    assert res.returncode == 2 and res.stderr.strip().count("\n") == 0, res.stderr
+    assert f"publishing to {url} failed" in res.stderr and "Traceback" not in res.stderr
 
 
 # ---------------------------------------------------------------- second pass (issue 15): releases that cannot leak or escape

@@ -169,7 +169,7 @@ def test_cli_command(tmp_path, sample_dir):
     from typer.testing import CliRunner
 
     app = typer.Typer()
-    from testdata.samplegen import register
+    from testdata.cli import register
 
     register(app)
 

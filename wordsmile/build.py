@@ -24,6 +24,7 @@ from pipeline.atomic import write_json, write_parquet, write_text
 from pipeline.config import Config, load_config
 from pipeline.context import StageContext
 from pipeline.manifest import Manifest, check_safe_id, load_manifest
+from pipeline.progress import bar as progress_bar
 from pipeline.records import Record, print_summary, records_frame
 from pipeline.redact import redact_text
 from pipeline.stage import Stage, read_stats, run_item
@@ -72,19 +73,12 @@ def run_stage_item(args: tuple) -> Any:
 
 # ---------------------------------------------------------------- the local mapper
 
-def _progress(total: int, desc: str):
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc=desc, unit="item", dynamic_ncols=True, leave=True,
-                disable=total == 0 or os.environ.get("WORDSMILE_NO_PROGRESS") == "1")
-
-
 def local_mapper(workers: int = 1) -> Mapper:
     """Serial in-process mapping for workers <= 1 (models load once), else a process pool."""
 
     def mapper(stage: str, items: Sequence[tuple]) -> list:
         items = list(items)
-        bar = _progress(len(items), stage)
+        bar = progress_bar(len(items), stage)
         try:
             if workers <= 1 or len(items) <= 1:
                 out = []
@@ -115,6 +109,11 @@ class BuildResult:
     records: list[Record]
     cache: dict[str, dict] = field(default_factory=dict)
     summary: str = ""
+    problems: list[str] = field(default_factory=list)   # why the build did not succeed; empty = success
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if self.problems else 0
 
     def counts(self) -> dict:
         df = records_frame(self.records)
@@ -280,9 +279,31 @@ class Build:
             if "assemble" in stages:
                 dataset_dir, r = self.assemble(coded, records)
                 records += r
-            return self.finish(records, dataset_dir)
+            return self.finish(records, dataset_dir, stages)
 
-    def finish(self, records: list[Record], dataset_dir: Path | None) -> BuildResult:
+    def outcome(self, records: list[Record], dataset_dir: Path | None, stages: Iterable[str] = STAGES) -> list[str]:
+        """Why this build is not a success (empty = success): no sample produced, or more than
+        orchestration.max_failed_share of one stage's items failed."""
+        problems = []
+        stages = list(stages)
+        if dataset_dir is not None:
+            info = json.loads((Path(dataset_dir) / "dataset.json").read_text(encoding="utf-8"))
+            if int(info["total"]["samples"]) == 0:
+                problems.append(f"no sample was produced: dataset {self.name} is empty (the reasons are above and "
+                                f"in {Path(dataset_dir) / 'report.html'})")
+        elif stages == ["ingest"] and not any(r.ok for r in records if r.stage == "ingest"):
+            problems.append("ingest produced no segment")
+        limit = self.cfg.orchestration.max_failed_share
+        for stage in STAGES:
+            mine = [r for r in records if r.stage == stage]
+            n_failed = sum(r.status.value == "failed" for r in mine)
+            if mine and limit < 1.0 and n_failed / len(mine) > limit:
+                problems.append(f"{stage}: {n_failed} of {len(mine)} items failed ({n_failed / len(mine):.0%}), "
+                                f"above orchestration.max_failed_share {limit:g}")
+        return problems
+
+    def finish(self, records: list[Record], dataset_dir: Path | None,
+               stages: Iterable[str] = STAGES) -> BuildResult:
         write_parquet(self.run_dir / "records.parquet", records_frame(records))
         cache = {k: {"hits": v["hits"], "misses": v["misses"]} for k, v in read_stats(self.run_dir).items()
                  if v["hits"] + v["misses"]}
@@ -290,14 +311,16 @@ class Build:
         if cache:
             summary += "\ncache: " + ", ".join(f"{k} {v['hits']} reused / {v['misses']} computed"
                                               for k, v in cache.items()) + "\n"
+        problems = self.outcome(records, dataset_dir, stages)
+        summary += "".join(f"error: {x}\n" for x in problems)
         write_text(self.run_dir / "summary.txt", summary)
         write_json(self.run_dir / "run.json", {
             "name": self.name, "workspace": str(self.ws.root), "config_hash": self.cfg.hash(),
             "started": _dt.datetime.fromtimestamp(self.started, _dt.timezone.utc).isoformat(),
             "finished": _dt.datetime.now(_dt.timezone.utc).isoformat(), "cache": cache,
             "dataset": str(dataset_dir) if dataset_dir else None,
-            "counts": BuildResult(self.name, self.run_dir, dataset_dir, records).counts()})
-        return BuildResult(self.name, self.run_dir, dataset_dir, records, cache, summary)
+            "counts": BuildResult(self.name, self.run_dir, dataset_dir, records).counts(), "problems": problems})
+        return BuildResult(self.name, self.run_dir, dataset_dir, records, cache, summary, problems)
 
 
 def build(manifest, workspace, config=None, overrides=(), stages=None, force=(), name=None,

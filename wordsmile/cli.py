@@ -11,8 +11,8 @@ import typer
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DO_NOT_TRACK", "1")
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+# No HF_HUB_OFFLINE here: it would make `publish hf://...` fail for the whole process. The text encoder
+# loads its local folder with local_files_only (model/text.py), which needs no hub either way.
 
 app = typer.Typer(
     help="wordsmile: build text → facial-expression datasets (EmoAva format) and train CTEG models on them.\n\n"
@@ -58,11 +58,32 @@ def config_show(config: Optional[Path] = CFG_OPT, set_: List[str] = SET_OPT,
     except ConfigError as e:
         _fail(str(e))
     if reasons:
+        # effective values (defaults + file + --set); '*' marks what differs from the default
+        dumped = cfg.model_dump(mode="json")
+        changed = 0
         for name, default, reason in describe():
-            typer.echo(f"{name} = {default!r}\n    {reason}")
-        return
-    typer.echo(cfg.to_yaml())
+            value = _dotted(dumped, name)
+            default = _json(default)
+            mark = "*" if value != default else " "
+            changed += value != default
+            typer.echo(f"{mark} {name} = {value!r}" + (f"   (default {default!r})" if value != default else "")
+                       + f"\n      {reason}")
+        typer.echo(f"# {changed} setting(s) differ from the default (marked *)")
+    else:
+        typer.echo(cfg.to_yaml())
     typer.echo(f"# config hash: {cfg.hash()}")
+
+
+def _json(v):
+    import json
+
+    return json.loads(json.dumps(v, default=str))
+
+
+def _dotted(d: dict, name: str):
+    for k in name.split("."):
+        d = d[k]
+    return d
 
 
 STAGES_HELP = "Stages to run, comma-separated (ingest,faces,expressions,assemble); the others are read from the workspace."
@@ -92,10 +113,20 @@ def build(manifest: Path = typer.Argument(..., help="Source manifest (YAML), e.g
                         force, name, workers, wait_lock=True if wait else False)
     except (BuildError, ConfigError, ManifestError, WorkspaceLocked) as e:
         _fail(str(e))
-    typer.echo(res.summary.splitlines()[-1])
+    if res.cache:
+        typer.echo("cache: " + ", ".join(f"{k} {v['hits']} reused / {v['misses']} computed" for k, v in res.cache.items()))
     typer.echo(f"run folder: {res.run_dir}")
     if res.dataset_dir:
-        typer.secho(f"dataset: {res.dataset_dir}", fg="green")
+        typer.secho(f"dataset: {res.dataset_dir}", fg="yellow" if res.problems else "green")
+    _exit_for(res)
+
+
+def _exit_for(res) -> None:
+    """Exit 1 with one line per problem when the build produced nothing or too many items failed."""
+    for x in res.problems:
+        typer.secho(f"error: {x}", fg="red", err=True)
+    if res.problems:
+        raise typer.Exit(1)
 
 
 @app.command()
@@ -117,6 +148,7 @@ def ingest(manifest: Path = typer.Argument(..., help="Source manifest (YAML)."),
         _fail(str(e))
     typer.echo(f"segment table: {Path(workspace).resolve() / 'state' / res.name / 'ingest.parquet'}")
     typer.echo(f"run folder: {res.run_dir}")
+    _exit_for(res)
 
 
 @app.command()
@@ -130,16 +162,15 @@ def doctor():
 def _register_areas() -> None:
     """Mount the commands that each area defines next to its code."""
     from extract.faces import model_files
-    from testdata import badcorpus, samplegen
+    from testdata import cli as testdata_cli
     from model import cli as model_cli
-    from dataset import release
+    from dataset import cli as dataset_cli
     from flows import cli as flows_cli
 
-    samplegen.register(testdata_app)
-    badcorpus.register(testdata_app)
+    testdata_cli.register(testdata_app)
     model_files.register(models_app)
     model_cli.register(app)
-    release.register(app)
+    dataset_cli.register(app)
     flows_cli.register(app)
 
 

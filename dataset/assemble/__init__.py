@@ -32,12 +32,22 @@ _SEG_STR_COLUMNS = ["source_id", "source_kind", "video_id", "video_hash", "words
 
 
 
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float, np.number)) and not isinstance(v, bool)
+
+
 def _flatten(prefix: str, obj: Any, out: dict) -> None:
+    """Nested quality figures → flat face_* columns. Lists of numbers (per-frame series, per-track
+    figures, cut frames) stay lists, so the Parquet holds real list columns; anything else nested
+    (lists of objects) becomes JSON text."""
     if isinstance(obj, dict):
         for k in sorted(obj):
             _flatten(f"{prefix}_{k}", obj[k], out)
     elif isinstance(obj, (list, tuple)):
-        out[prefix] = json.dumps(obj, sort_keys=True, default=str)
+        if all(v is None or _is_number(v) for v in obj):
+            out[prefix] = list(obj)
+        else:
+            out[prefix] = json.dumps(obj, sort_keys=True, default=str)
     else:
         out[prefix] = obj
 
@@ -62,14 +72,21 @@ def _coerce_face(df: pd.DataFrame) -> pd.DataFrame:
     for c in [c for c in df.columns if c.startswith("face_")]:
         vals = df[c].tolist()
         present = [v for v in vals if v is not None and not (isinstance(v, float) and np.isnan(v))]
-        if all(isinstance(v, bool) for v in present) and present:
+        if present and all(isinstance(v, list) for v in present):
+            # list<int64> when every element is a whole number (frame indices), else list<double>
+            ints = all(isinstance(x, (int, np.integer)) and not isinstance(x, bool)
+                       for v in present for x in v if x is not None)
+            conv = int if ints else float
+            df[c] = pd.Series([[None if x is None else conv(x) for x in v] if isinstance(v, list) else None
+                               for v in vals], index=df.index, dtype=object)
+        elif all(isinstance(v, bool) for v in present) and present:
             df[c] = [None if v not in (True, False) else bool(v) for v in vals]
             df[c] = df[c].astype("boolean")
-        elif all(isinstance(v, (int, float, np.number)) and not isinstance(v, bool) for v in present):
+        elif all(_is_number(v) for v in present):
             df[c] = pd.to_numeric(pd.Series(vals, index=df.index, dtype=object), errors="coerce").astype("float64")
         else:
             df[c] = ["" if v is None or (isinstance(v, float) and np.isnan(v)) else
-                     (v if isinstance(v, str) else json.dumps(v, default=str)) for v in vals]
+                     (v if isinstance(v, str) else json.dumps(v, sort_keys=True, default=str)) for v in vals]
     return df
 
 
@@ -129,8 +146,11 @@ def assemble(segments: pd.DataFrame, ctx: StageContext, name: str, records: list
     renamed into place). `records` are the upstream stages' records (for the rejection funnel);
     `extra_files` are copied in as-is (e.g. {"rig.npz": path} for arkit52); `exclude` drops sample ids.
     Returns the folder and one Record per considered sample."""
+    import time
+
     from dataset.assemble import card, report
 
+    t_start = time.monotonic()
     check_safe_id(name)
     cfg = ctx.cfg.assemble
     warnings = []
@@ -170,6 +190,8 @@ def assemble(segments: pd.DataFrame, ctx: StageContext, name: str, records: list
         "versions": {"software": versions, "extractors": [json.loads(e) for e in extractor]},
         "sources": _sources(df, manifest),
         "funnel": summary_frame(all_records).to_dict("records"),
+        "funnel_by_source": report.source_funnel(all_records, segments),
+        "rejected_examples": report.rejected_examples(all_records),
         "warnings": warnings,
         "extra_files": sorted(extra_files or {}),
     }
@@ -190,12 +212,16 @@ def assemble(segments: pd.DataFrame, ctx: StageContext, name: str, records: list
             write_text(prov / "manifest.yaml", mtext)
         write_text(prov / "run_summary.txt", print_summary(all_records, console=_quiet_console(),
                                                            title=f"{name}: records by stage"))
-        write_text(prov / "run.json", json.dumps({"run_dir": str(ctx.run_dir.name), "cache": read_stats(ctx.run_dir)},
-                                                  indent=2, sort_keys=True) + "\n")
         media = {str(r["segment_id"]): (str(r.get("video_path") or ""), float(r["start"]), float(r["end"]),
                                         str(r.get("faces_dir") or "")) for r, _ in kept}
-        report.write_report(tmp, meta, df, cfg, media=media, log=ctx.log)
+        rejects = report.reject_media(meta["rejected_examples"], all_records, segments)
+        ctx.log.info("dataset %s: writing the report", name)
+        run = report.run_metadata(ctx.run_dir, time.monotonic() - t_start)
+        report.write_report(tmp, meta, df, cfg, media=media, log=ctx.log, rejects=rejects, run=run)
         card.write_card(tmp, meta, df)
+        run = {**run, **report.run_metadata(ctx.run_dir, time.monotonic() - t_start)}
+        write_text(prov / "run.json", json.dumps({"run_dir": str(ctx.run_dir.name), "cache": read_stats(ctx.run_dir),
+                                                  **run}, indent=2, sort_keys=True) + "\n")
         readable_modes(tmp)
     ctx.log.info("assembled %s: %s", dest, {s: meta["counts"][s]["samples"] for s in SPLITS})
     return dest, recs

@@ -36,10 +36,32 @@ def _space_text(name: str) -> str:
 
 
 def size_category(n: int) -> str:
-    for lim, name in ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M")):
+    """One of Hugging Face's size_categories values."""
+    for lim, name in ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M"),
+                      (10_000_000, "1M<n<10M"), (100_000_000, "10M<n<100M")):
         if n < lim:
             return name
-    return "n>1M"
+    return "100M<n<1B"
+
+
+# Source kinds whose texts and clips come from an existing corpus: the dataset extends it. Everything else
+# (YouTube, folders, tables) is a new collection. Hugging Face accepts exactly "original" and "extended".
+EXTENDED_KINDS = {"meld", "memor"}
+
+
+def source_datasets(meta: dict) -> list[str]:
+    kinds = {s["kind"] for s in meta.get("sources", [])}
+    out = (["extended"] if kinds & EXTENDED_KINDS else []) + (["original"] if kinds - EXTENDED_KINDS else [])
+    return out or ["original"]
+
+
+def hf_configs() -> list[dict]:
+    """The card's `configs`: one Parquet file per split, so `datasets.load_dataset(folder)` gives
+    train / validation / test (not one `train` split holding the test set)."""
+    from pipeline.formats.dataset import DATA_FILES, HF_SPLITS, SPLITS
+
+    return [{"config_name": "default", "default": True,
+             "data_files": [{"split": HF_SPLITS[s], "path": DATA_FILES[s]} for s in SPLITS]}]
 
 
 def hf_license(meta: dict) -> str:
@@ -57,8 +79,9 @@ def front_matter(meta: dict) -> dict:
         "size_categories": [size_category(n)],
         "task_categories": ["text-to-video"],
         "tags": ["facial-expression", "text-to-expression", "emoava", meta["code_space"]],
-        "source_datasets": sorted({f"{s['kind']}:{s['source_id']}" for s in meta.get("sources", [])}),
-        "configs": [{"config_name": "default", "data_files": "samples.parquet"}],
+        "annotations_creators": ["machine-generated"],   # codes are regressed by a model, not annotated
+        "source_datasets": source_datasets(meta),
+        "configs": hf_configs(),
         # our own key: Hugging Face parses `dataset_info` itself (features, splits) and would reject these
         "wordsmile": {"code_space": meta["code_space"], "D": meta["D"], "fps": meta["fps"],
                          "splits": {s: c["samples"] for s, c in meta["counts"].items()},
@@ -100,6 +123,18 @@ def _coverage_text(df: pd.DataFrame) -> str:
             f"(reason `faces.low_coverage`).")
 
 
+def data_fields(out: Path) -> str:
+    """The data-fields table: every Parquet column with its Arrow type (read from the written train file)
+    and its meaning."""
+    import pyarrow.parquet as papq
+
+    from pipeline.formats.dataset import DATA_FILES, column_doc
+
+    schema = papq.read_schema(Path(out) / DATA_FILES["train"])
+    return _table(["column", "type", "meaning"],
+                  [[f"`{f.name}`", f"`{f.type}`", column_doc(f.name)] for f in schema])
+
+
 def write_card(out: Path, meta: dict, df: pd.DataFrame) -> Path:
     from pipeline.config import describe
     from pipeline.config.assemble import AssembleConfig
@@ -137,17 +172,22 @@ video frame (`{meta['code_space']}` code space, median {meta['fps']:g} fps). {me
   `list[np.ndarray (T, {D}) float32]` in the same order (pickle protocol {meta.get('pickle_protocol')}).
 - `stage1_mean.npy`, `stage1_std.npy`: `({D},)` float32 over the pooled frames of the
   {meta['stats']['basis']} split (std floored at {meta['stats']['std_floor']}).
-- `samples.parquet`: one row per sample: text, codes (`list<list<float32>>`) and all metadata. Load with
-  `pandas.read_parquet` or `datasets.load_dataset("parquet", data_files="samples.parquet")` (the `split`
-  column holds the split).
+- `data/train.parquet`, `data/validation.parquet`, `data/test.parquet`: one row per sample: text, codes
+  (`list<list<float32>>`) and all metadata (EmoAva's `dev` is Hugging Face's `validation`). Load with
+  `datasets.load_dataset("<this folder>")` (the `configs` above map the three splits) or
+  `pandas.read_parquet("data/train.parquet")`.
 - `dataset.json`: code space, dims, fps, counts, config hash, software and extractor versions.
 - `report.html`: lengths, per-dimension statistics, sample code curves, the rejection funnel.
 
 ```python
-import pandas as pd, numpy as np
-df = pd.read_parquet("samples.parquet")
-x = np.stack(df.codes[0])          # (T, {D}) float32
+import datasets, numpy as np
+ds = datasets.load_dataset("path/to/this/folder")      # train / validation / test
+x = np.asarray(ds["train"][0]["codes"], np.float32)    # (T, {D})
 ```
+
+## Data fields
+
+{data_fields(out)}
 
 ## Splits
 

@@ -12,6 +12,7 @@ from pipeline.config.assemble import AssembleConfig
 from pipeline.formats import FormatError
 from pipeline.formats.codes import Codes, read_codes
 from pipeline.records import Reason, Record, failed, ok, skipped
+from pipeline.progress import progress
 
 STAGE = "assemble"
 
@@ -85,7 +86,7 @@ def select(rows: list[dict], cfg: AssembleConfig, exclude: set[str] | None = Non
     seen: dict[tuple, str] = {}
     space: Codes | None = None
     exclude = exclude or set()
-    for row in sorted(rows, key=sort_key):
+    for row in progress(sorted(rows, key=sort_key), "assemble: filters"):
         sid = str(row["segment_id"])
         if sid in exclude:
             recs.append(skipped(STAGE, sid, Reason.EXCLUDED, "listed in the exclusion file"))

@@ -14,7 +14,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import urllib.request
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -107,6 +106,8 @@ def _place(spec: ModelSpec, src: Path, dest: Path) -> Path:
 
 def _from_url(spec: ModelSpec, url: str, dest: Path, tmpdir: Path) -> Path:
     part = tmpdir / (spec.filename + ".download")
+    import urllib.request  # here, not at import: `wordsmile --help` would pay for http/ssl
+
     with urllib.request.urlopen(url, timeout=URL_TIMEOUT_S) as r, open(part, "wb") as f:
         # read at most one byte past the expected size: a wrong URL must not fill the disk
         data = r.read(spec.size + 1)

@@ -16,7 +16,7 @@ from pipeline.records import Reason, Record, Status
 from pipeline.stage import Stage
 
 STAGE = "faces"
-CODE_VERSION = "2"
+CODE_VERSION = "2"   # 2: pre-roll cut detection, identity splits, coverage; quality.json has an `overview`
 
 _MODEL_PATHS: dict = {}
 
@@ -150,6 +150,8 @@ def evaluate(a: Analysis, cfg, loudness=None):
     dec = decide(ds, a.n, cfg.policy, cfg, a.scale, loudness, a.stats)
     figs = {"decision": dec.reason.value, "decision_detail": dec.detail, **dec.figures,
             "n_frames": a.n, "cuts": list(a.cuts), **a.stats}
+    if len(ds) > 1:
+        figs["overview"] = overview(ds, a, dec.keep)
     if dec.keep is None:
         return dec, None, figs, (dec.reason, dec.detail)
     d = ds[dec.keep]
@@ -157,6 +159,18 @@ def evaluate(a: Analysis, cfg, loudness=None):
     figs.update(q)
     figs["per_frame"] = quality.per_frame(d, a.scale, a.size)
     return dec, d, figs, quality.check(q, cfg)
+
+
+def overview(ds: list[dict], a: Analysis, keep: int | None) -> dict:
+    """One frame with the most faces on screen (the middle one of those) and every track's box there, in
+    original pixels: the report draws it to show which face was kept and which were not."""
+    valid = np.stack([d["valid"] for d in ds])
+    count = valid.sum(axis=0)
+    best = np.flatnonzero(count == count.max())
+    i = int(best[len(best) // 2])
+    boxes = [[round(float(x) / a.scale, 1) for x in d["box"][i]] if d["valid"][i] else None for d in ds]
+    return {"frame": i, "t": round(float(a.t[i]), 3) if len(a.t) > i else 0.0,
+            "kept": -1 if keep is None else int(keep), "boxes": boxes}
 
 
 def _loudness_fn(path, start, end, a: Analysis, rate: int, info):

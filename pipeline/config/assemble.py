@@ -29,7 +29,9 @@ class AssembleConfig(Section):
     # card and report
     language: list[str] = F(["en"], "ISO 639-1 codes of the texts, written into the dataset card")
     report_samples: int = F(6, "sample utterances shown with code curves (and thumbnails) in report.html", ge=0)
-    thumbnails: bool = F(True, "decode one frame per shown sample for a face thumbnail (needs the source video)")
+    thumbnails: bool = F(True, "decode frames for the report: kept faces with box and landmarks, multi-face "
+                                "overviews, rejected examples, previews (needs the source video)")
+    report_previews: int = F(3, "shown samples that also get a short animated preview (3 s, ~100 KB each)", ge=0)
     thumbnail_size: int = F(160, "longer side in pixels of a report thumbnail", ge=32, le=1024)
 
     @field_validator("split_ratios")

@@ -6,7 +6,7 @@ each reader validates what it reads and names the file and field when it is wron
 | `track.py` | a faces-stage entry: the kept track, its crops, its quality figures |
 | `codes.py` | an expressions-stage entry: per-frame codes, their description, side outputs |
 | `rig.py` | `rig.npz`, the arkit52 linear rig shipped with a dataset |
-| `dataset.py` | a dataset folder: EmoAva stage-1 pickles, mean/std, `samples.parquet`, `dataset.json` |
+| `dataset.py` | a dataset folder: EmoAva stage-1 pickles, mean/std, `data/{train,validation,test}.parquet` (`read_samples`), `dataset.json` |
 | `release.py` | a release: `SHA256SUMS` and the one restricted unpickler |
 """
 from __future__ import annotations

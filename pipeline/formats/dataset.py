@@ -1,7 +1,10 @@
-"""Writers of the dataset folder: EmoAva stage-1 pickles, train statistics, samples.parquet, dataset.json.
+"""Writers and readers of the dataset folder: EmoAva stage-1 pickles, train statistics, the per-split
+Parquet files data/{train,validation,test}.parquet, dataset.json.
 
 Everything here is a pure function of the samples table, so two builds from the same inputs give
-byte-identical stage-1 files and the release command can rewrite a dataset minus excluded samples."""
+byte-identical stage-1 files and the release command can rewrite a dataset minus excluded samples.
+Other code reads the samples through `read_samples` (all splits, or one) and never opens the Parquet
+files itself."""
 from __future__ import annotations
 
 import hashlib
@@ -16,10 +19,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from pipeline.atomic import write_bytes, write_json, write_parquet
+from pipeline.atomic import write_bytes, write_json
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2   # 2: one Parquet file per split under data/ (1: a single samples.parquet)
 SPLITS = ("train", "dev", "test")   # EmoAva's split names, in file-name order
+# Hugging Face's split names (its loaders know "validation", not "dev") and the file of each split.
+HF_SPLITS = {"train": "train", "dev": "validation", "test": "test"}
+DATA_FILES = {s: f"data/{HF_SPLITS[s]}.parquet" for s in SPLITS}
+LEGACY_PARQUET = "samples.parquet"   # format 1: every split in one file (still readable)
 # Parquet columns every dataset has, in this order; provenance, face_* and others follow.
 CORE_COLUMNS = ["sample_id", "split", "text", "codes", "n_frames", "fps", "duration", "valid_ratio",
                 "code_space"]
@@ -32,6 +39,75 @@ PROVENANCE_COLUMNS = ["source_id", "source_kind", "video_id", "video_hash", "sta
                       "emotion", "sentiment", "official_split", "split_method", "url", "title", "uploader",
                       "license", "downloaded_at", "tool_versions", "extractor_versions"]
 STAT_FILES = ("stage1_mean.npy", "stage1_std.npy")
+
+# What each column means: the card's data-fields section is written from these, so every column of the
+# Parquet files is documented (face_* columns are the faces stage's quality.json figures, flattened).
+COLUMN_DOCS = {
+    "sample_id": "the segment id, stable across builds (hash of source, video, start, end)",
+    "split": "EmoAva split name: train, dev or test (the Parquet file is train / validation / test)",
+    "text": "the utterance, whitespace-normalised; exactly the text in {split}_stage1_text.pkl",
+    "codes": "expression codes, one inner list of D values per video frame: np.stack(row['codes']) is (T, D)",
+    "n_frames": "T, the number of frames (inner lists) in codes",
+    "fps": "frame rate of the codes (frames per second, not normalised across samples)",
+    "duration": "n_frames / fps, seconds",
+    "valid_ratio": "share of frames with a measured (not interpolated) face and code",
+    "code_space": "meaning of the D columns: arkit52 (MediaPipe blendshapes) or flame53 (EMOCA FLAME exp + jaw)",
+    "source_id": "the manifest's source id",
+    "source_kind": "source type: youtube, meld, memor, table or folder",
+    "video_id": "the video's id within its source (YouTube id, MELD diaX_uttY, file name)",
+    "video_hash": "SHA-256 of the video file's bytes",
+    "start": "utterance start in the video, seconds",
+    "end": "utterance end in the video, seconds",
+    "words": "word timings from the captions when present (JSON text), else empty",
+    "speaker": "speaker name from the source, empty when unknown",
+    "emotion": "emotion label from the source (MELD, MEmoR), empty when none",
+    "sentiment": "sentiment label from the source (MELD), empty when none",
+    "official_split": "the source's own split, empty when it has none",
+    "split_method": "official (kept from the source) or hashed (by source video)",
+    "url": "where the video came from",
+    "title": "video title from the source's metadata",
+    "uploader": "uploader or channel from the source's metadata",
+    "license": "licence of the source video or corpus",
+    "downloaded_at": "UTC time of the download (YouTube), empty otherwise",
+    "tool_versions": "versions of the ingest tools (JSON text)",
+    "extractor_versions": "expression backend, smoothing and model versions (JSON text)",
+}
+FACE_DOCS = {
+    "decision": "face-selection outcome (ok)", "decision_detail": "why this face was kept",
+    "decided_by": "which rule kept the face: dominant or speaker (empty under strict)",
+    "policy": "face-selection policy: strict, dominant or speaker", "n_tracks": "face tracks found in the segment",
+    "track_cover": "per track: share of frames it is present in", "track_px": "per track: median face size, px",
+    "multi_face_frames": "share of frames with two or more faces", "speaker_margin": "best minus runner-up mouth-audio r",
+    "n_frames": "frames analysed", "cuts": "frame indices where a shot starts", "n_detect": "frames the detector ran on",
+    "n_landmark": "landmarker calls", "unconfirmed_detections": "detections the landmarker found no face in",
+    "seconds": "face-analysis time, seconds", "n_valid": "frames with measured landmarks",
+    "n_bridged": "frames interpolated across short gaps", "presence": "share of frames with the kept face (coverage)",
+    "face_px_median": "median face size (longer box side), px", "face_px_min": "smallest face size, px",
+    "sharpness_median": "median Laplacian variance of the face crop", "jitter_median": "median landmark jitter / face size",
+    "per_frame_face_px": "per frame: face size, px (null where not measured)",
+    "per_frame_sharpness": "per frame: crop sharpness (null where not measured)",
+    "per_frame_yaw": "per frame: head yaw, degrees (null where not measured)",
+    "per_frame_pitch": "per frame: head pitch, degrees (null where not measured)",
+    "per_frame_roll": "per frame: head roll, degrees (null where not measured)",
+    "overview_frame": "frame index of the overview (most faces on screen)",
+    "overview_t": "overview frame time from the segment start, seconds",
+    "overview_kept": "index of the kept track in overview_boxes", "overview_boxes": "per track: box at the overview frame (JSON)",
+}
+for _a in ("yaw", "pitch", "roll"):
+    FACE_DOCS.update({f"{_a}_median": f"median head {_a}, degrees", f"{_a}_abs_median": f"median |{_a}|, degrees",
+                      f"{_a}_abs_max": f"largest |{_a}|, degrees"})
+
+
+def column_doc(name: str) -> str:
+    """The meaning of a Parquet column (every column has one)."""
+    if name in COLUMN_DOCS:
+        return COLUMN_DOCS[name]
+    if name.startswith("face_"):
+        key = name[len("face_"):]
+        if key.startswith("speaker_r_"):
+            return f"mouth-audio correlation of track {key[len('speaker_r_'):]} (speaker policy)"
+        return "faces stage: " + FACE_DOCS.get(key, f"quality figure {key!r} (quality.json)")
+    return "additional per-sample value"
 
 
 def pickle_bytes(obj: Any, protocol: int) -> bytes:
@@ -107,7 +183,8 @@ def train_stats(df: pd.DataFrame, D: int, floor: float) -> tuple[np.ndarray, np.
 
 
 def parquet_frame(df: pd.DataFrame) -> pd.DataFrame:
-    """The Parquet form: codes as list<list<float32>> (one inner list per frame), fixed column order."""
+    """The Parquet form: codes as list<list<float32>> (one inner list per frame), fixed column order.
+    Per-frame face series (face_per_frame_*) and other numeric lists stay lists (list<double>)."""
     out = df.copy()
     out["codes"] = [list(np.ascontiguousarray(c, np.float32)) for c in df["codes"]]
     rest = [c for c in PROVENANCE_COLUMNS if c in out.columns]
@@ -149,7 +226,7 @@ def _repo_version() -> str:
 
 
 def write_dataset(out: Path, df: pd.DataFrame, info: dict, protocol: int, std_floor: float) -> dict:
-    """Write the stage-1 pickles, statistics, samples.parquet and dataset.json into `out`.
+    """Write the stage-1 pickles, statistics, data/{train,validation,test}.parquet and dataset.json into `out`.
 
     `df` has one row per sample with `codes` as (T, D) float32 arrays; `info` holds the dataset-level
     facts decided by the caller (name, code_space, dims, config, funnel, ...). Returns dataset.json."""
@@ -174,7 +251,7 @@ def write_dataset(out: Path, df: pd.DataFrame, info: dict, protocol: int, std_fl
     write_bytes(out / "stage1_mean.npy", npy_bytes(mean))
     write_bytes(out / "stage1_std.npy", npy_bytes(std))
     pq = parquet_frame(df)
-    write_parquet(out / "samples.parquet", pq)
+    write_split_files(out, pq)
     fps_values = sorted({round(float(f), 3) for f in df["fps"]})
     n_frames = df["n_frames"].astype(int) if not df.empty else pd.Series([], dtype=int)
     meta = dict(info)
@@ -188,6 +265,7 @@ def write_dataset(out: Path, df: pd.DataFrame, info: dict, protocol: int, std_fl
                   "max_frames_in_data": int(n_frames.max()) if len(n_frames) else 0},
         "stats": {"basis": basis, "std_floor": std_floor, "files": list(STAT_FILES)},
         "columns": list(pq.columns),
+        "data_files": {HF_SPLITS[s]: DATA_FILES[s] for s in SPLITS},
         "pickle_protocol": protocol,
         "warnings": list(info.get("warnings", [])) + warnings,
     })
@@ -195,12 +273,63 @@ def write_dataset(out: Path, df: pd.DataFrame, info: dict, protocol: int, std_fl
     return meta
 
 
-def read_samples(dataset_dir: Path) -> pd.DataFrame:
-    """samples.parquet with codes as (T, D) float32 arrays (no unpickling involved)."""
-    p = Path(dataset_dir) / "samples.parquet"
-    if not p.is_file():
-        raise FileNotFoundError(f"{p} is missing: not a wordsmile dataset folder")
-    return codes_from_parquet(pd.read_parquet(p))
+def write_split_files(out: Path, pq: pd.DataFrame) -> None:
+    """One Parquet file per split, all with the same Arrow schema (an empty split keeps the columns), so
+    `datasets.load_dataset(folder)` reads train/validation/test through the card's `configs`."""
+    import pyarrow as pa
+    import pyarrow.parquet as papq
+
+    from pipeline.atomic import atomic_path
+
+    table = pa.Table.from_pandas(pq, preserve_index=False).replace_schema_metadata(None)
+    for i, f in enumerate(table.schema):
+        # a list column whose lists are all empty (no shot cut in any sample) infers list<null>: give it
+        # the type it has when it holds values, so the schema does not depend on the data
+        if pa.types.is_list(f.type) and pa.types.is_null(f.type.value_type):
+            table = table.set_column(i, f.name, table.column(i).cast(pa.list_(pa.int64())))
+    split = np.asarray(pq["split"], dtype=object) if len(pq) else np.zeros(0, object)
+    for s in SPLITS:
+        part = table.filter(pa.array(split == s, pa.bool_())) if len(pq) else table
+        with atomic_path(Path(out) / DATA_FILES[s]) as tmp:
+            papq.write_table(part, tmp, compression="zstd")
+
+
+def parquet_paths(dataset_dir: Path) -> dict[str, Path]:
+    """split → Parquet file of a dataset folder (format 2), or every split → samples.parquet (format 1)."""
+    d = Path(dataset_dir)
+    files = {s: d / DATA_FILES[s] for s in SPLITS}
+    if all(p.is_file() for p in files.values()):
+        return files
+    if (d / LEGACY_PARQUET).is_file():
+        return {s: d / LEGACY_PARQUET for s in SPLITS}
+    missing = [DATA_FILES[s] for s in SPLITS if not files[s].is_file()]
+    raise FileNotFoundError(f"{d}: {', '.join(missing)} missing: not a wordsmile dataset folder")
+
+
+def read_table(dataset_dir: Path, splits=SPLITS, columns: list[str] | None = None) -> pd.DataFrame:
+    """The samples of `splits` in the canonical order as stored (codes as lists of per-frame lists)."""
+    import pyarrow.parquet as papq
+
+    paths = parquet_paths(dataset_dir)
+    parts = []
+    for s in splits:
+        if s not in paths:
+            raise ValueError(f"split {s!r}: choose from {', '.join(SPLITS)}")
+        p = paths[s]
+        try:
+            t = papq.read_table(p, columns=columns).to_pandas()
+        except Exception as e:  # a truncated or foreign file: name it
+            raise ValueError(f"{p}: unreadable Parquet ({type(e).__name__}: {e})") from None
+        if p.name == LEGACY_PARQUET and "split" in t.columns:
+            t = t[t["split"] == s]
+        parts.append(t)
+    return pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0].reset_index(drop=True)
+
+
+def read_samples(dataset_dir: Path, splits=SPLITS, columns: list[str] | None = None) -> pd.DataFrame:
+    """Every sample of `splits` (default: all) with codes as (T, D) float32 arrays (no unpickling)."""
+    df = read_table(dataset_dir, splits, columns)
+    return codes_from_parquet(df) if "codes" in df.columns else df
 
 
 def read_info(dataset_dir: Path) -> dict:
@@ -213,8 +342,9 @@ def read_info(dataset_dir: Path) -> dict:
         raise ValueError(f"{p}: not valid JSON ({e})") from None
 
 
-__all__ = ["write_dataset", "read_samples", "read_info", "pickle_bytes", "train_stats", "split_order",
-           "parquet_frame", "codes_from_parquet", "software_versions"]
+__all__ = ["write_dataset", "write_split_files", "read_samples", "read_table", "parquet_paths", "read_info",
+           "HF_SPLITS", "DATA_FILES", "column_doc", "pickle_bytes", "train_stats", "split_order", "parquet_frame",
+           "codes_from_parquet", "software_versions"]
 
 
 def content_hash(root: str | Path) -> str:
@@ -223,13 +353,12 @@ def content_hash(root: str | Path) -> str:
     from pipeline.hashing import sha256_file
 
     root = Path(root)
-    names = ["dataset.json", *STAT_FILES]
-    if (root / "samples.parquet").exists():
-        names.append("samples.parquet")
-    else:
-        names += [f"{sp}_stage1_{kind}.pkl" for sp in SPLITS for kind in ("text", "exps")]
+    try:
+        data = sorted({str(p.relative_to(root)) for p in parquet_paths(root).values()})
+    except FileNotFoundError:
+        data = [f"{sp}_stage1_{kind}.pkl" for sp in SPLITS for kind in ("text", "exps")]
     h = hashlib.sha256()
-    for n in names:
+    for n in ["dataset.json", *STAT_FILES, *data]:
         if (root / n).exists():
             h.update(f"{n}:{sha256_file(root / n)}\n".encode())
     return h.hexdigest()
