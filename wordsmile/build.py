@@ -11,7 +11,6 @@ import datetime as _dt
 import errno
 import json
 import logging
-import os
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
