@@ -115,6 +115,35 @@ regress_expressions = _build_flow("regress-expressions", ["expressions"])
 assemble_dataset = _build_flow("assemble-dataset", ["assemble"])
 
 
+@flow(name="build-on-pools", log_prints=True)
+def build_on_pools(manifest: str = "manifests/sample.yaml", workspace: str = "ws", config: Optional[str] = None,
+                   overrides: list[str] = [], force: list[str] = [],  # noqa: B006 - Prefect params
+                   name: Optional[str] = None, runner: str = "thread", dask_address: str = "",
+                   cpu_deployment: str = "extract-faces/sample", gpu_deployment: str = "regress-expressions/gpu",
+                   assemble_deployment: str = "assemble-dataset/sample", timeout_s: float = 24 * 3600):
+    """A build whose stages run as flow runs of other deployments, so each lands on its deployment's
+    work pool: ingest + faces and assembly on the CPU pool, expressions (flame53: EMOCA) on the GPU
+    pool. Runs them one after another (each holds the workspace lock while it runs; this flow does not).
+    `runner`/`dask_address` apply to the faces step, the one worth spreading over a Dask cluster."""
+    from prefect.deployments import run_deployment
+
+    logger = get_run_logger()
+    common = {"manifest": _abs(manifest), "workspace": _abs(workspace), "config": _abs(config),
+              "overrides": list(overrides), "force": list(force), "name": name}
+    steps = [(cpu_deployment, {"stages": ["ingest", "faces"], "runner": runner, "dask_address": dask_address}),
+             (gpu_deployment, {"stages": ["expressions"]}),
+             (assemble_deployment, {"stages": ["assemble"]})]
+    runs = {}
+    for dep, extra in steps:
+        fr = run_deployment(dep, parameters={**common, **extra}, timeout=timeout_s)
+        state = fr.state
+        logger.info("%s: flow run %s on pool %s: %s", dep, fr.name, fr.work_pool_name, state.type.value)
+        runs[dep] = {"flow_run": str(fr.id), "pool": fr.work_pool_name, "state": state.type.value}
+        if not state.is_completed():
+            raise RuntimeError(f"{dep} (flow run {fr.name}, {fr.id}) ended {state.type.value}: {state.message}")
+    return runs
+
+
 @flow(name="publish-release", log_prints=True)
 def publish_release(dataset: str, version: str, workspace: str = "ws", url: str = "",
                     exclude: Optional[str] = None, tar: bool = False):
