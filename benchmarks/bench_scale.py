@@ -77,7 +77,8 @@ def _sub(mode: list[str], env: dict, timeout: float = 3600) -> dict:
 
 
 def _tree_cpu(pids: list[int]) -> float:
-    """user + system seconds of these processes and their children (alive ones)."""
+    """user + system seconds of these processes and their descendants, including finished children
+    they waited for (ffmpeg decoders)."""
     import psutil
 
     total = 0.0
@@ -86,10 +87,41 @@ def _tree_cpu(pids: list[int]) -> float:
             root = psutil.Process(pid)
             for p in [root, *root.children(recursive=True)]:
                 t = p.cpu_times()
-                total += t.user + t.system
+                total += t.user + t.system + t.children_user + t.children_system
         except psutil.NoSuchProcess:
             pass
     return total
+
+
+def markdown(res: dict, speech_s: float, utt_s: float = 3.0, cores: int = 32, eff: float = 0.9) -> str:
+    """The figures as docs/scaling.md's tables, and the sizing derived from them (assumptions named)."""
+    d1, d2, r = res["dask1"], res["dask2"], res["ratios"]
+    rows = [
+        "| what | figure |", "| --- | --- |",
+        f"| Dask, 1 worker process | {d1['items_per_min']:.1f} items/min ({d1['items']} items in {d1['seconds']:.0f} s); "
+        f"{d1['items_per_cpu_min']:.1f} items per worker CPU-minute |",
+        f"| Dask, 2 worker processes | {d2['items_per_min']:.1f} items/min ({d2['seconds']:.0f} s); "
+        f"{d2['items_per_cpu_min']:.1f} items per worker CPU-minute |",
+        f"| 2 vs 1 worker processes | **{r['dask2_over_dask1_items_per_min']:.2f}×** items/min |",
+        f"| build, thread runner, server on PostgreSQL vs SQLite | {res['pg_thread']['seconds']:.0f} s vs "
+        f"{res['sqlite_thread']['seconds']:.0f} s: **{r['pg_over_sqlite_build_seconds']:.2f}×** |",
+        f"| API: flow run create + 2 state changes, PostgreSQL vs SQLite | {res['pg_api']['ms_per_request']:.1f} vs "
+        f"{res['sqlite_api']['ms_per_request']:.1f} ms/request: **{r['pg_over_sqlite_api_seconds']:.2f}×** |",
+        f"| load average before / after | {res['load_before'][0]:.1f} / {res['load_after'][0]:.1f} on {res['cpus']} cores |",
+    ]
+    # sizing: CPU seconds of worker time per second of speech (faces + arkit52 expressions), from dask1
+    cpu_per_speech_s = d1["worker_cpu_s"] / speech_s
+    out = ["\n".join(rows), "",
+           f"Basis: {d1['worker_cpu_s']:.0f} worker CPU-seconds for the sample's {speech_s:.1f} s of speech = "
+           f"**{cpu_per_speech_s:.1f} CPU-s per second of speech** (faces + arkit52 expressions, Prefect task "
+           f"overhead included); assumed: {utt_s:g} s per utterance, {cores}-core CPU machines running one "
+           f"worker process per core at {eff:.0%} efficiency.", "",
+           "| utterances | speech | CPU core-hours | one machine | machines for 24 h |", "| --- | --- | --- | --- | --- |"]
+    for n in (15_000, 1_000_000):
+        core_h = n * utt_s * cpu_per_speech_s / 3600
+        wall_h = core_h / (cores * eff)
+        out.append(f"| {n:,} | {n * utt_s / 3600:,.1f} h | {core_h:,.0f} | {wall_h:,.1f} h | {max(1, -(-wall_h // 24)):.0f} |")
+    return "\n".join(out)
 
 
 def main() -> None:
@@ -152,6 +184,11 @@ def main() -> None:
     for k in ("pg_api", "sqlite_api"):
         res[k]["ms_per_request"] = 1000.0 * res[k]["seconds"] / res[k]["requests"]
     print(json.dumps(res, indent=2))
+    import pandas as pd
+
+    segs = pd.read_parquet(tmp / "ws-dask1" / "state" / "sample" / "ingest.parquet")
+    res["speech_s"] = float((segs["end"] - segs["start"]).sum())
+    print(markdown(res, res["speech_s"]))
     if args.json:
         args.json.write_text(json.dumps(res, indent=2))
     import shutil
