@@ -156,6 +156,7 @@ def test_killed_dask_worker_mid_faces(stack, manifest, reference, tmp_path):
 
         rid2 = trigger(stack.env, "build-dataset/sample", params)   # one worker left
         assert wait_for_run(stack.env, rid2, 1800) == "COMPLETED"
+    # MERGE: read the per-item cache statistics the stage runner (pipeline/stage.py) writes to the run folder
     cache = json.loads((_last_run(ws) / "run.json").read_text())["cache"]
     assert cache["faces"]["misses"] == 0 and cache["faces"]["hits"] == n_ok, cache
     assert cache["expressions"]["misses"] == 0, cache
