@@ -12,7 +12,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: setup demo test test-all bench clean
+.PHONY: setup demo test test-all bench clean scale scale-setup prefect-pg dask-cluster bench-scale
 
 setup: $(VENV)/.setup-done
 
@@ -45,7 +45,30 @@ test: setup
 	$(PY) -m pytest -q
 
 test-all: setup
-	$(PY) -m pytest -q -m "not gpu"
+	$(PY) -m pytest -q -m "not gpu and not scale"
+
+# scale-out (docs/scaling.md): Debian's postgresql (initdb/pg_ctl; as root the cluster runs as the
+# `postgres` account) and the `[scale]` extra (asyncpg for Prefect on PostgreSQL, dask distributed)
+scale-setup: setup
+	@command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || \
+	  { echo "install PostgreSQL first: apt-get install -y postgresql"; exit 1; }
+	$(PY) -m pip install -q -e '.[test,scale]'
+
+# the `scale` tests: Prefect on PostgreSQL, Dask scheduler/worker processes, CPU + GPU pools, faults
+scale: scale-setup
+	$(PY) -m pytest -q -m scale tests/test_scale.py
+
+# a Prefect server on a throwaway PostgreSQL (127.0.0.1:4200) with pools and deployments; Ctrl-C stops it
+prefect-pg: scale-setup
+	$(PY) scripts/prefect_postgres.py --setup --port 4200
+
+# `dask scheduler` on tcp://127.0.0.1:8786 and two single-threaded `dask worker` processes; Ctrl-C stops them
+dask-cluster: scale-setup
+	$(PY) scripts/dask_cluster.py --workers 2 --port 8786
+
+bench-scale: scale-setup
+	$(VENV)/bin/wordsmile testdata make $(SAMPLE)
+	$(PY) benchmarks/bench_scale.py --sample $(SAMPLE)
 
 bench: setup
 	$(PY) benchmarks/bench_faces.py

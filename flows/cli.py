@@ -15,9 +15,14 @@ prefect_app = typer.Typer(no_args_is_help=True, help="Run the flows through a re
 def demo(deployment: str = typer.Argument("build-dataset/sample", help="Deployment to run."),
          param: List[str] = typer.Option([], "--param", "-p", help="Flow parameter key=value (JSON values)."),
          port: int = typer.Option(4200, help="Server port on 127.0.0.1."),
-         home: Optional[Path] = typer.Option(None, help="PREFECT_HOME for this server (default: ~/.prefect).")):
-    """Start a Prefect server on 127.0.0.1, deploy every flow of prefect.yaml to the `wordsmile` process
-    pool, run DEPLOYMENT with a `--run-once` worker, print its final state and stop the server."""
+         home: Optional[Path] = typer.Option(None, help="PREFECT_HOME for this server (default: ~/.prefect)."),
+         postgres: bool = typer.Option(False, "--postgres", help="Back the server with a throwaway PostgreSQL "
+                                       "cluster (deleted afterwards) instead of SQLite.")):
+    """Start a Prefect server on 127.0.0.1, deploy every flow of prefect.yaml to the `wordsmile` (CPU)
+    and `wordsmile-gpu` process pools, run DEPLOYMENT with a `--run-once` CPU worker, print its final
+    state and stop the server. Dask: `-p runner=dask -p dask_address=tcp://127.0.0.1:8786`."""
+    from contextlib import nullcontext
+
     from flows.server import local_server, run_deployment, setup
 
     params = {}
@@ -27,8 +32,11 @@ def demo(deployment: str = typer.Argument("build-dataset/sample", help="Deployme
             params[k] = json.loads(v)
         except json.JSONDecodeError:
             params[k] = v
-    with local_server(port=port, home=home) as env:
-        typer.echo(f"server: {env['PREFECT_API_URL']}")
+    if postgres:
+        from flows.cluster import postgres as pg_cluster
+    with (pg_cluster() if postgres else nullcontext()) as pg, \
+            local_server(port=port, home=home, db_url=pg.url if pg else None) as env:
+        typer.echo(f"server: {env['PREFECT_API_URL']}" + (f" on PostgreSQL 127.0.0.1:{pg.port}" if pg else ""))
         setup(env)
         state = run_deployment(env, deployment, params)
     typer.secho(f"{deployment}: {state}", fg="green" if state == "COMPLETED" else "red")
@@ -37,8 +45,8 @@ def demo(deployment: str = typer.Argument("build-dataset/sample", help="Deployme
 
 @prefect_app.command("deploy")
 def deploy():
-    """Deploy every flow of prefect.yaml to the server at $PREFECT_API_URL (pool `wordsmile`) and create
-    the `download` and `gpu` tag concurrency limits from the config defaults."""
+    """Deploy every flow of prefect.yaml to the server at $PREFECT_API_URL (pools `wordsmile` and
+    `wordsmile-gpu`) and create the `download` and `gpu` tag concurrency limits from the config defaults."""
     from flows.server import prefect_env, setup
     from pipeline.config import load_config
 
@@ -50,7 +58,8 @@ def deploy():
     o = cfg.orchestration
     setup(prefect_env(api), download=o.download_concurrency, gpu=o.gpu_concurrency,
           youtube_per_min=cfg.sources.youtube.rate_limit_per_min)
-    typer.echo("deployed; start a worker with: prefect worker start --pool wordsmile")
+    typer.echo("deployed; start workers with: prefect worker start --pool wordsmile  "
+               "(and on GPU machines: --pool wordsmile-gpu)")
 
 
 def register(app: typer.Typer) -> None:

@@ -6,6 +6,7 @@
 """
 from __future__ import annotations
 
+import fnmatch
 import os
 from pathlib import Path
 from typing import Optional
@@ -72,7 +73,7 @@ def check_flow_parameters(overrides=(), name: Optional[str] = None, dask_address
         except ValueError as e:
             raise FlowParameterRefused(f"flow parameter name = {name!r}: {e}") from None
     allowed = [a for a in os.environ.get("WORDSMILE_DASK_ADDRESSES", "").split(",") if a]
-    if dask_address and dask_address not in allowed:
+    if dask_address and not any(fnmatch.fnmatchcase(dask_address, a) for a in allowed):   # tcp://host:* allowed
         raise FlowParameterRefused(f"flow parameter dask_address = {dask_address!r} is not listed in "
                                    f"WORDSMILE_DASK_ADDRESSES on the worker; leave it empty for a local cluster")
 
@@ -153,6 +154,37 @@ def _dataset_param(dataset: str, workspace: str) -> tuple[Optional[Path], str]:
     if "/" in dataset or not SAFE_ID.match(dataset):
         return Path(_abs(dataset, "dataset")), ws
     return None, ws
+
+
+@flow(name="build-on-pools", log_prints=True)
+def build_on_pools(manifest: str = "manifests/sample.yaml", workspace: str = "ws", config: Optional[str] = None,
+                   overrides: list[str] = [], force: list[str] = [],  # noqa: B006 - Prefect params
+                   name: Optional[str] = None, runner: str = "thread", dask_address: str = "",
+                   cpu_deployment: str = "extract-faces/sample", gpu_deployment: str = "regress-expressions/gpu",
+                   assemble_deployment: str = "assemble-dataset/sample", timeout_s: float = 24 * 3600):
+    """A build whose stages run as flow runs of other deployments, so each lands on its deployment's
+    work pool: ingest + faces and assembly on the CPU pool, expressions (flame53: EMOCA) on the GPU
+    pool. Runs them one after another (each holds the workspace lock while it runs; this flow does not).
+    `runner`/`dask_address` apply to the faces step, the one worth spreading over a Dask cluster."""
+    from prefect.deployments import run_deployment
+
+    logger = get_run_logger()
+    check_flow_parameters(overrides, name, dask_address)
+    common = {"manifest": _abs(manifest, "manifest"), "workspace": _abs(workspace, "workspace"),
+              "config": _abs(config, "config"),
+              "overrides": list(overrides), "force": list(force), "name": name}
+    steps = [(cpu_deployment, {"stages": ["ingest", "faces"], "runner": runner, "dask_address": dask_address}),
+             (gpu_deployment, {"stages": ["expressions"]}),
+             (assemble_deployment, {"stages": ["assemble"]})]
+    runs = {}
+    for dep, extra in steps:
+        fr = run_deployment(dep, parameters={**common, **extra}, timeout=timeout_s)
+        state = fr.state
+        logger.info("%s: flow run %s on pool %s: %s", dep, fr.name, fr.work_pool_name, state.type.value)
+        runs[dep] = {"flow_run": str(fr.id), "pool": fr.work_pool_name, "state": state.type.value}
+        if not state.is_completed():
+            raise RuntimeError(f"{dep} (flow run {fr.name}, {fr.id}) ended {state.type.value}: {state.message}")
+    return runs
 
 
 @flow(name="publish-release", log_prints=True)

@@ -482,7 +482,6 @@ def test_verify_checks_archives_from_their_listing_first(tmp_path):
 
 
 def test_card_escapes_manifest_description_and_licence(dataset, tmp_path):
-    import pandas as pd_
 
     from dataset.assemble.card import write_card
 
@@ -490,8 +489,14 @@ def test_card_escapes_manifest_description_and_licence(dataset, tmp_path):
     meta["description"] = ("Nice data.\n---\nlicense: mit\n---\n# Injected heading\n<script>alert(1)</script> "
                            "[click](javascript:alert(1)) ![img](http://evil/x.png)")
     meta["sources"][0]["license"] = ["CC-BY | <b>bold</b> [x](javascript:y)"]
-    write_card(tmp_path, meta, pd_.read_parquet(dataset / "samples.parquet"))
-    text = (tmp_path / "README.md").read_text()
+    import shutil
+
+    from pipeline.formats.dataset import read_table
+
+    d = tmp_path / "ds"
+    shutil.copytree(dataset, d)
+    write_card(d, meta, read_table(d))
+    text = (d / "README.md").read_text()
     body = text.split("\n---\n", 1)[1]
     for bad in ("<script>", "<b>", "](javascript:", "![img](", "\n# Injected", "\n---\nlicense: mit"):
         assert bad not in body, bad
