@@ -138,7 +138,7 @@ def register(app: typer.Typer) -> None:
             _fail(str(e))
         except pickle.UnpicklingError as e:
             _fail(f"{dataset}: a stage-1 pickle was refused ({e}): only lists of str and float arrays are read; "
-                  f"rebuild the dataset or train from its samples.parquet")
+                  f"rebuild the dataset or train from its Parquet files (data/*.parquet)")
         typer.echo(json.dumps(res, indent=2))
 
     @app.command("evaluate")
