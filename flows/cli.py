@@ -17,7 +17,9 @@ def demo(deployment: str = typer.Argument("build-dataset/sample", help="Deployme
          port: int = typer.Option(4200, help="Server port on 127.0.0.1."),
          home: Optional[Path] = typer.Option(None, help="PREFECT_HOME for this server (default: ~/.prefect)."),
          postgres: bool = typer.Option(False, "--postgres", help="Back the server with a throwaway PostgreSQL "
-                                       "cluster (deleted afterwards) instead of SQLite.")):
+                                       "cluster (deleted afterwards) instead of SQLite."),
+         keep: bool = typer.Option(False, "--keep", help="Leave the server and its UI up after the run, to browse "
+                                   "the flow run, its task runs and artifacts; Ctrl-C stops it.")):
     """Start a Prefect server on 127.0.0.1, deploy every flow of prefect.yaml to the `wordsmile` (CPU)
     and `wordsmile-gpu` process pools, run DEPLOYMENT with a `--run-once` CPU worker, print its final
     state and stop the server. Dask: `-p runner=dask -p dask_address=tcp://127.0.0.1:8786`."""
@@ -34,11 +36,30 @@ def demo(deployment: str = typer.Argument("build-dataset/sample", help="Deployme
             params[k] = v
     if postgres:
         from flows.cluster import postgres as pg_cluster
+    import time
+
+    t0 = time.monotonic()
+
+    def step(msg: str) -> None:   # the server start, deploy and worker are minutes of otherwise silent work
+        typer.echo(f"[{time.monotonic() - t0:6.1f} s] {msg}")
+
+    step("starting the Prefect server on 127.0.0.1" + (" (PostgreSQL)" if postgres else "") + " ...")
     with (pg_cluster() if postgres else nullcontext()) as pg, \
             local_server(port=port, home=home, db_url=pg.url if pg else None) as env:
-        typer.echo(f"server: {env['PREFECT_API_URL']}" + (f" on PostgreSQL 127.0.0.1:{pg.port}" if pg else ""))
+        step(f"server: {env['PREFECT_API_URL']}" + (f" on PostgreSQL 127.0.0.1:{pg.port}" if pg else ""))
+        step("creating the work pools and limits, deploying every flow of prefect.yaml ...")
         setup(env)
+        step(f"running {deployment} with a --run-once worker (progress: {env['PREFECT_API_URL'][:-4]}) ...")
         state = run_deployment(env, deployment, params)
+        step(f"{deployment}: {state}")
+        if keep:
+            typer.echo(f"UI: {env['PREFECT_API_URL'][:-4]}  (PREFECT_API_URL={env['PREFECT_API_URL']}); "
+                       f"Ctrl-C stops the server")
+            try:
+                while True:
+                    time.sleep(3600)
+            except KeyboardInterrupt:
+                pass
     typer.secho(f"{deployment}: {state}", fg="green" if state == "COMPLETED" else "red")
     raise typer.Exit(0 if state == "COMPLETED" else 1)
 

@@ -16,7 +16,7 @@ os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from prefect import flow  # noqa: E402
-from prefect.artifacts import create_markdown_artifact  # noqa: E402
+from prefect.artifacts import create_image_artifact, create_markdown_artifact  # noqa: E402
 from prefect.logging import get_run_logger  # noqa: E402
 from prefect.task_runners import ThreadPoolTaskRunner  # noqa: E402
 
@@ -103,8 +103,16 @@ def _run_build(b: Build, stages: list[str]):
     mapper = prefect_mapper(lambda stage: item_task(stage, gpu=gpu, ingest_task=ingest_task))
     res = b.run(stages, mapper, wait_lock=600)
     funnel_artifact(res.records, key=f"funnel-{_slug(b.name)}", title=f"Funnel of {b.name}")
-    md = f"### {b.name}\n\n```\n{res.summary}\n```\n\nrun folder: `{res.run_dir}`\n\ndataset: `{res.dataset_dir}`\n"
-    create_markdown_artifact(md, key=f"summary-{_slug(b.name)}", description="Build summary")
+    ds = res.dataset_dir
+    report = (Path(ds) / "report.html") if ds else None
+    md = (f"### {b.name}\n\n```\n{res.summary}\n```\n\nrun folder: `{res.run_dir}`\n\ndataset: `{ds}`\n"
+          + (f"\n[open the dataset report]({report.as_uri()}) (on the worker's file system) · "
+             f"[dataset card]({(Path(ds) / 'README.md').as_uri()})\n" if report and report.exists() else ""))
+    create_markdown_artifact(md, key=f"summary-{_slug(b.name)}", description="Build summary and the report")
+    funnel_png = Path(ds) / "report" / "funnel.png" if ds else None
+    if funnel_png is not None and funnel_png.exists():
+        create_image_artifact(funnel_png.as_uri(), key=f"funnel-image-{_slug(b.name)}",
+                              description=f"Records per stage and reason of {b.name}")
     logger.info("build %s finished: %s", b.name, res.counts())
     return {"run_dir": str(res.run_dir), "dataset": str(res.dataset_dir) if res.dataset_dir else None,
             "counts": res.counts(), "cache": res.cache}

@@ -658,8 +658,10 @@ def make_sample(dest: Path, force: bool = False, parts: Iterable[str] | None = N
     if dest.exists() and any(dest.iterdir()) and not index_path.exists():
         raise FileExistsError(f"{dest} is not empty and holds no sample.json: refusing to overwrite it")
     with atomic_dir(dest, replace=True) as tmp:
+        from pipeline.progress import progress
+
         clips: list[dict] = []
-        for p in parts:
+        for p in progress(parts, "test media", unit="layout"):   # ~10 s of encoding: say where it is
             for c in _GENERATORS[p](tmp / p):
                 c["kind"] = p
                 clips.append(c)
