@@ -35,7 +35,7 @@ demo: setup
 	  $(VENV)/bin/wordsmile release $(WS)/datasets/sample -w $(WS) --version $$v --tar && \
 	  $(VENV)/bin/wordsmile verify $(WS)/releases/sample-$$v
 	$(VENV)/bin/wordsmile train $(WS)/datasets/sample --config small --minutes 1.5 --out $(MODEL)
-	$(VENV)/bin/wordsmile sample $(MODEL)/best.pt -n 2 --out $(MODEL)/samples.parquet \
+	$(VENV)/bin/wordsmile sample $(MODEL)/best.pt -n 2 --out $(MODEL)/generated.parquet \
 	    --text "I can't believe you did that!" --text "Thank you so much." --text "What are you talking about?"
 	$(VENV)/bin/wordsmile evaluate $(MODEL)/best.pt --split test
 	$(VENV)/bin/wordsmile render $(MODEL)/best.pt --split test --index 0 --out $(MODEL)/test0.mp4 --curves $(MODEL)/test0.png
