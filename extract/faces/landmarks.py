@@ -4,18 +4,32 @@ The landmarker's own detector is short-range: it finds a face that fills about h
 but not a small face in a wide frame. So each face box (from the full-range detector or the previous
 frame's landmarks) is cut out at `crop_scale` × its size, resized to `crop_px`², and the 478 landmarks
 are mapped back with the inverse of that similarity transform.
+
+Two ways to follow a tracked face from frame to frame (`faces.landmark_mode`):
+- "image": an IMAGE-mode task (num_faces=2) on every crop; its short-range detector runs on each crop.
+- "video": each track gets its own VIDEO-mode task (num_faces=1, `follow`), which takes the face's
+  region from its previous landmarks and skips that detector (cheaper). Timestamps step by
+  `VIDEO_STEP_MS`: so far apart that MediaPipe's landmark smoothing filter (one-euro, on in VIDEO mode
+  with one face) passes every frame through unchanged; the results stay per-frame measurements.
+The region taken from the previous landmarks differs from the one the short-range detector gives, so
+"video" results differ from "image" ones by more than pixel noise; benchmarks/bench_faces.py reports
+by how much.
 """
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
 
-from extract.faces.mptask import PerThread, TaskOwner
-
 from extract.faces import BLENDSHAPE_NAMES
 from extract.faces.detect import mp_image, quiet_stderr
+from extract.faces.mptask import DirectLandmarker, PerThread, TaskOwner, direct_available
+
+# 10^4 s between a track's frames: the one-euro filter's weight on the new frame is then 1 - 3e-4, and
+# an int64 microsecond clock still holds ~9e8 frames per task.
+VIDEO_STEP_MS = 10_000_000
 
 
 @dataclass
@@ -53,71 +67,151 @@ def sharpness(crop: np.ndarray) -> float:
     return float(cv2.Laplacian(g, cv2.CV_64F).var())
 
 
-class CropLandmarker(TaskOwner):
-    """Face Landmarker (IMAGE mode) applied to face crops. Use as a context manager."""
+def _faces_public(res) -> list:
+    """The public API's result as the direct path's (landmarks, blendshapes, transform) tuples."""
+    out = []
+    for i, lms in enumerate(res.face_landmarks):
+        lm = np.array([(p.x, p.y, p.z) for p in lms], np.float32)
+        bs = np.array([c.score for c in res.face_blendshapes[i]], np.float32) \
+            if res.face_blendshapes and len(res.face_blendshapes) > i else None
+        tf = np.asarray(res.facial_transformation_matrixes[i], np.float32).reshape(4, 4) \
+            if res.facial_transformation_matrixes and len(res.facial_transformation_matrixes) > i else None
+        out.append((lm, bs, tf))
+    return out
 
-    def __init__(self, model_path: str, crop_scale: float = 2.0, crop_px: int = 256, min_conf: float = 0.5):
+
+class _Task:
+    """One landmarker task: the direct C path when available, else the public API."""
+
+    def __init__(self, model_path: str, video: bool, num_faces: int, min_conf: float, direct: bool):
         from mediapipe.tasks.python import BaseOptions, vision
 
         opts = vision.FaceLandmarkerOptions(
             base_options=BaseOptions(model_asset_path=str(model_path)),
-            running_mode=vision.RunningMode.IMAGE,
-            # two, so that when a neighbour's face enters the crop we can take the centred one
-            num_faces=2,
+            running_mode=vision.RunningMode.VIDEO if video else vision.RunningMode.IMAGE,
+            num_faces=num_faces,
             min_face_detection_confidence=min_conf,
             min_face_presence_confidence=min_conf,
+            min_tracking_confidence=min_conf,
             output_face_blendshapes=True,
             output_facial_transformation_matrixes=True)
+        self.video = video
+        self.t_ms = 0
         with quiet_stderr():
             self._task = vision.FaceLandmarker.create_from_options(opts)
-            # the first inference initialises the graph and logs; do it here, quietly
-            self._task.detect(mp_image(np.zeros((crop_px, crop_px, 3), np.uint8)))
+            self._direct = DirectLandmarker(self._task) if direct else None
+            self.detect(np.zeros((64, 64, 3), np.uint8))  # the first inference logs; keep it quiet
+
+    def detect(self, crop: np.ndarray) -> list:
+        img = mp_image(crop)
+        t = None
+        if self.video:
+            self.t_ms += VIDEO_STEP_MS
+            t = self.t_ms
+        if self._direct is not None:
+            return self._direct.detect(img, t)
+        return _faces_public(self._task.detect(img) if t is None else self._task.detect_for_video(img, t))
+
+    def reset(self) -> None:
+        """Forget the face being tracked (VIDEO mode): an empty frame finds none, so the next frame
+        runs the task's own detector again, as a fresh task would."""
+        if self.video:
+            self.detect(np.zeros((64, 64, 3), np.uint8))
+
+    def close(self) -> None:
+        if self._task is not None:
+            self._task.close()
+            self._task = self._direct = None
+
+
+class CropLandmarker(TaskOwner):
+    """Face Landmarker applied to face crops. Use as a context manager.
+
+    `run(frame, box)`: IMAGE mode (num_faces=2, so that when a neighbour's face enters the crop the
+    centred one is taken) — new detections and, in "image" mode, every tracked frame.
+    `follow(track, frame)`: the next frame of `track` (an object with `last_box` and `active`) — in
+    "video" mode on that track's own VIDEO-mode task, which returns to a pool once the track is no
+    longer active."""
+
+    def __init__(self, model_path: str, crop_scale: float = 2.0, crop_px: int = 256, min_conf: float = 0.5,
+                 mode: str = "image", direct: bool | None = None):
+        if mode not in ("image", "video"):
+            raise ValueError(f"faces.landmark_mode must be 'image' or 'video', not {mode!r}")
+        self.model_path, self.min_conf, self.mode = str(model_path), float(min_conf), mode
+        self.direct = direct_available() if direct is None else bool(direct and direct_available())
+        self._task = _Task(model_path, False, 2, min_conf, self.direct)
         self.crop_scale = float(crop_scale)
         self.crop_px = int(crop_px)
+        self._leases: dict = {}     # id(track) -> (weakref to the track, its VIDEO task)
+        self._free: list = []       # VIDEO tasks of ended tracks, reset, for the next track
 
     def detect_crop(self, crop: np.ndarray):
-        """Raw result on an already cut crop (for benchmarks: the landmarker alone)."""
-        return self._task.detect(mp_image(crop))
+        """mediapipe's own result object for an already cut crop (public API, IMAGE mode)."""
+        return self._task._task.detect(mp_image(crop))
 
     def run(self, frame: np.ndarray, box) -> FaceResult | None:
         """Landmarks of the face in `box` (x0, y0, x1, y1 frame px), or None when there is none."""
+        return self._on(self._task, frame, box)
+
+    def follow(self, track, frame: np.ndarray) -> FaceResult | None:
+        """Landmarks of `track`'s face on this frame, from a crop around its last landmark box."""
+        if self.mode == "image":
+            return self._on(self._task, frame, track.last_box)
+        return self._on(self._lease(track), frame, track.last_box)
+
+    def _lease(self, track) -> _Task:
+        e = self._leases.get(id(track))
+        if e is not None and e[0]() is track:
+            return e[1]
+        for k, (ref, task) in list(self._leases.items()):   # tracks that ended give their task back
+            t = ref()
+            if t is None or not getattr(t, "active", False):
+                del self._leases[k]
+                task.reset()
+                self._free.append(task)
+        task = self._free.pop() if self._free else _Task(self.model_path, True, 1, self.min_conf, self.direct)
+        self._leases[id(track)] = (weakref.ref(track), task)
+        return task
+
+    def _on(self, task: _Task, frame: np.ndarray, box) -> FaceResult | None:
         cx, cy, s = square_from_box(box)
         crop, x0, y0, side = crop_square(frame, cx, cy, s * self.crop_scale, self.crop_px)
-        res = self._task.detect(mp_image(crop))
-        if not res.face_landmarks:
+        faces = task.detect(crop)
+        if not faces:
             return None
         # the face nearest the crop centre is the one we were asked about
         best, best_d = 0, np.inf
-        for i, lms in enumerate(res.face_landmarks if len(res.face_landmarks) > 1 else ()):
-            mx = np.mean([p.x for p in lms]) - 0.5
-            my = np.mean([p.y for p in lms]) - 0.5
+        for i, (f, _, _) in enumerate(faces if len(faces) > 1 else ()):
+            mx, my = float(f[:, 0].mean()) - 0.5, float(f[:, 1].mean()) - 0.5
             if mx * mx + my * my < best_d:
                 best, best_d = i, mx * mx + my * my
-        lm = np.array([(p.x, p.y, p.z) for p in res.face_landmarks[best]], np.float32)
+        lm, bs, tf = faces[best]
+        lm = lm.copy()
         lm[:, 0] = x0 + lm[:, 0] * side
         lm[:, 1] = y0 + lm[:, 1] * side
         lm[:, 2] = lm[:, 2] * side
-        if res.face_blendshapes and len(res.face_blendshapes) > best:
-            bs = np.array([c.score for c in res.face_blendshapes[best]], np.float32)
-        else:
+        if bs is None:
             bs = np.full(len(BLENDSHAPE_NAMES), np.nan, np.float32)
-        if res.facial_transformation_matrixes and len(res.facial_transformation_matrixes) > best:
-            tf = np.asarray(res.facial_transformation_matrixes[best], np.float32).reshape(4, 4)
-        else:
+        if tf is None:
             tf = np.full((4, 4), np.nan, np.float32)
         box_out = np.array([lm[:, 0].min(), lm[:, 1].min(), lm[:, 0].max(), lm[:, 1].max()], np.float32)
         return FaceResult(lm, bs, tf, box_out, sharpness(crop))
 
+    def close(self) -> None:
+        for task in [self._task, *self._free, *(t for _, t in self._leases.values())]:
+            if task is not None:
+                task.close()
+        self._task, self._free, self._leases = None, [], {}
 
 
 _landmarkers = PerThread()
 
 
-def get_landmarker(model_path: str, crop_scale: float = 2.0, crop_px: int = 256) -> CropLandmarker:
+def get_landmarker(model_path: str, crop_scale: float = 2.0, crop_px: int = 256, mode: str = "image") -> CropLandmarker:
     """One landmarker per thread and setting (module-level lazy singletons; task objects are not
     shared between threads)."""
-    return _landmarkers.get((str(model_path), float(crop_scale), int(crop_px)),
-                            lambda: CropLandmarker(model_path, crop_scale, crop_px))
+    return _landmarkers.get((str(model_path), float(crop_scale), int(crop_px), mode),
+                            lambda: CropLandmarker(model_path, crop_scale, crop_px, mode=mode))
 
 
 def close_all() -> None:

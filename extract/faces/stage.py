@@ -38,7 +38,7 @@ def load_models(cfg):
     if isinstance(paths, Exception):
         raise paths
     return (get_detector(paths["face_detector_full_range"], cfg.detect_min_conf),
-            get_landmarker(paths["face_landmarker"], cfg.crop_scale, cfg.crop_px))
+            get_landmarker(paths["face_landmarker"], cfg.crop_scale, cfg.crop_px, cfg.landmark_mode))
 
 
 @dataclass

@@ -108,7 +108,7 @@ class Tracker:
         # follow existing tracks from their last box
         for t in self.active():
             self.n_landmark += 1
-            r = self.landmarker.run(frame, t.last_box)
+            r = self.landmarker.follow(t, frame)   # issue 19: the track's own task in VIDEO mode
             if r is not None:
                 sig = self._signature(frame, r)
                 jump = t.ident.jump(sig) if sig is not None else 0.0
