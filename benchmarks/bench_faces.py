@@ -3,15 +3,22 @@
     python benchmarks/bench_faces.py                 # 10-minute 720p clip, 60 s throughput spans
     python benchmarks/bench_faces.py --minutes 2 --seconds 30 --json out.json
 
+    python benchmarks/bench_faces.py --fidelity --real /tmp/fr --flame53 --skip-memory --skip-workers
+
 Figures, all from one run:
   decode      frames/s of pipeline.media.decode alone (25 fps, longest side 640)
-  landmarker  frames/s of the crop landmarker alone on frames decoded beforehand (boxes known)
-  stage       frames/s of extract.faces.stage.analyse (decode + cuts + detector + tracker + landmarker +
-              identity check), the same span with the identity check off, and its ratio to landmarker
+  landmarker  frames/s of the crop landmarker alone on frames decoded beforehand (boxes known), as
+              the stage had it before issue 19: mediapipe's public Python API, IMAGE mode (the baseline)
+  stage       frames/s of extract.faces.stage.analyse (decode + cuts + detector + tracker + landmarker),
+              once per faces.landmark_mode (image = default, video); ratio = stage / baseline per core
+  fidelity    (--fidelity) analyse() per mode vs the baseline landmarker on generated clips and, with
+              --real, on clips panned/zoomed over the face_recognition sdist's photographs: landmark
+              distance (original px) and blendshape differences on frames both tracked
   identity    the identity check alone: ms per tracked frame (signature + jump) on pre-decoded frames
   preroll     the cut detector's pre-roll: CPU per frame over short segments (3 s) with and without it
   memory      peak RSS of a process running analyse() over the whole long clip
   workers     total frames/s with 2 processes vs 1 (each process analyses the same span)
+  flame53     (--flame53) EMOCA encoder frames/s on the CPU, fp32 and bf16 (autocast), random weights
 
 "Per core" = frames / CPU seconds (user + system, this process and its ffmpeg children), so the
 figure does not depend on how busy the machine's other cores are; wall-clock rates are printed too.
@@ -91,11 +98,20 @@ def bench_decode(clip: Path, seconds: float, cfg) -> dict:
     return rate(n, t)
 
 
-def bench_landmarker(clip: Path, seconds: float, cfg) -> dict:
+def baseline_landmarker(cfg):
+    """The crop landmarker as before issue 19: IMAGE mode through mediapipe's public Python API."""
+    from extract.faces.landmarks import CropLandmarker
+    from extract.faces.model_files import ensure_models
+
+    paths = ensure_models({"face_landmarker": cfg.landmarker_path, "face_detector_full_range": cfg.detector_path})
+    return CropLandmarker(paths["face_landmarker"], cfg.crop_scale, cfg.crop_px, mode="image", direct=False)
+
+
+def bench_landmarker(clip: Path, seconds: float, cfg, lm) -> dict:
     from extract.faces.stage import load_models
     from pipeline.media import decode
 
-    det, lm = load_models(cfg)
+    det, _ = load_models(cfg)
     frames = np.concatenate([b.frames for b in decode(clip, 0.0, seconds, fps=cfg.analysis_fps,
                                                       max_side=cfg.max_side)])
     box = det.detect(frames[0])[0]
@@ -119,6 +135,136 @@ def bench_stage(clip: Path, seconds: float, cfg) -> dict:
     out = rate(a.n, t)
     out["tracks"] = len(a.tracks)
     out["detector_frames"] = a.stats["n_detect"]
+    out["ms_cpu_per_frame"] = round(1000 * t.cpu / max(a.n, 1), 2)
+    return out
+
+
+def analyse_with(clip, cfg, landmarker=None):
+    """analyse() of the whole clip; with `landmarker`, that one instead of the configured one (the
+    stage takes its models from load_models, so it is swapped there for the call)."""
+    from extract.faces import stage
+
+    if landmarker is None:
+        return stage.analyse(clip, 0.0, None, cfg)
+    orig = stage.load_models
+    det, _ = orig(cfg)
+    stage.load_models = lambda c: (det, landmarker)
+    try:
+        return stage.analyse(clip, 0.0, None, cfg)
+    finally:
+        stage.load_models = orig
+
+
+def compare(a, b) -> dict:
+    """Per-frame differences of two analyses of one clip: faces matched by landmark-box IoU >= 0.5."""
+    from extract.faces.tracks import iou
+
+    def by_frame(an):
+        d: dict = {}
+        for tr in an.tracks:
+            for k, f in enumerate(tr.frames):
+                d.setdefault(f, []).append((tr.boxes[k], tr.landmarks[k], tr.blendshapes[k]))
+        return d
+
+    fa, fb = by_frame(a), by_frame(b)
+    lm_px, bs_abs, bs_max = [], [], []
+    unmatched = 0
+    for f, faces in fa.items():
+        for box, lm, bs in faces:
+            m = max(fb.get(f, []), key=lambda x: iou(box, x[0]), default=None)
+            if m is None or iou(box, m[0]) < 0.5:
+                unmatched += 1
+                continue
+            lm_px.append(float(np.linalg.norm((lm[:, :2] - m[1][:, :2]) / a.scale, axis=1).mean()))
+            d = np.abs(bs - m[2])
+            bs_abs.append(float(d.mean()))
+            bs_max.append(float(d.max()))
+    n = sum(len(v) for v in fa.values())
+    q = lambda x, p: round(float(np.percentile(x, p)), 4) if x else None  # noqa: E731
+    return {"faces": n, "unmatched": unmatched, "faces_other": sum(len(v) for v in fb.values()),
+            "landmark_px_mean": round(float(np.mean(lm_px)), 3) if lm_px else None,
+            "landmark_px_p95": q(lm_px, 95), "blend_abs_mean": round(float(np.mean(bs_abs)), 4) if bs_abs else None,
+            "blend_max_abs_p95": q(bs_max, 95), "blend_max_abs_max": round(float(np.max(bs_max)), 4) if bs_max else None}
+
+
+def make_real_clips(fr: Path, dest: Path) -> list[Path]:
+    """4 s 1280x720 clips panning and zooming over the face_recognition 1.3.0 sdist's photographs
+    (`pip download --no-deps --no-binary :all: face-recognition==1.3.0 -d DIR`, untarred in DIR)."""
+    from pipeline.media import ffmpeg_exe
+
+    dest.mkdir(parents=True, exist_ok=True)
+    out = []
+    for img in sorted(fr.glob("**/tests/test_images/*.jpg")):
+        if "partial" in img.name:
+            continue
+        p = dest / f"{img.stem}.mp4"
+        # upscale, then a slow zoom-in with a sideways drift: the face moves and grows every frame
+        # (portraits: the whole photo fits the height, padded to 16:9; the zoom heads for the upper third)
+        vf = ("scale=-2:1440,pad=2560:1440:(ow-iw)/2:0,"
+              "zoompan=z='1.0+0.005*on':x='iw/2-(iw/zoom/2)+3*on':y='ih/3-(ih/zoom/3)':d=100:s=1280x720:fps=25")
+        subprocess.run([ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y", "-i", str(img), "-vf", vf,
+                        "-frames:v", "100", "-c:v", "libx264", "-preset", "veryfast", "-crf", "18",
+                        "-pix_fmt", "yuv420p", str(p)], check=True)
+        out.append(p)
+    return out
+
+
+def against_truth(a, clip) -> dict:
+    """Of the longest track: Pearson r of blendshapes with the generated clip's driving signals
+    (testdata/samplegen.py), or for a still photograph (no signals file) the blendshapes' mean
+    per-channel standard deviation over frames (the expression does not change; lower is steadier)."""
+    from extract.faces import BLENDSHAPE_INDEX as BI
+
+    if not a.tracks:
+        return {}
+    tr = max(a.tracks, key=lambda t: t.n)
+    f, bs = np.asarray(tr.frames), np.stack(tr.blendshapes)
+    sig_path = Path(clip).with_suffix(".signals.json")
+    if not sig_path.exists():
+        return {"blend_std": round(float(bs.std(0).mean()), 4)}
+    sig = json.loads(sig_path.read_text())
+    keep = f < len(sig["mouth_open"])
+    f, bs = f[keep], bs[keep]
+    r = lambda x, k: round(float(np.corrcoef(x, np.asarray(sig[k])[f])[0, 1]), 3)  # noqa: E731
+    return {"r_jaw_mouth": r(bs[:, BI["jawOpen"]], "mouth_open"),
+            "r_smile": r(bs[:, [BI["mouthSmileLeft"], BI["mouthSmileRight"]]].mean(1), "smile"),
+            "r_brow": r(bs[:, BI["browInnerUp"]], "brow_raise")}
+
+
+def bench_fidelity(clips: list, cfg, base_lm) -> dict:
+    res = {}
+    for clip in clips:
+        ref = analyse_with(clip, cfg, base_lm)
+        row = {"baseline": against_truth(ref, clip)}
+        for mode in ("image", "video"):
+            a = analyse_with(clip, cfg.model_copy(update={"landmark_mode": mode}))
+            row[mode] = {**compare(ref, a), **against_truth(a, clip)}
+        res[Path(clip).name] = row
+        print("fidelity   ", Path(clip).name, row, flush=True)
+    return res
+
+
+def bench_flame53(batch: int = 8, iters: int = 2) -> dict:
+    """EMOCA encoders (DECA coarse + expression ResNet-50s, random weights in EMOCA's format) on the
+    CPU: frames/s in fp32 and under bf16 autocast."""
+    import torch
+
+    from extract.expressions.emoca import load_emoca, write_random_emoca_folder
+
+    out = {"device": "cpu", "batch": batch, "iters": iters, "threads": torch.get_num_threads(),
+           "gpu": "none lent to this run" if not torch.cuda.is_available() else torch.cuda.get_device_name()}
+    with tempfile.TemporaryDirectory(prefix="emoca-bench-") as td:
+        folder = Path(td) / "EMOCA_v2_random"
+        write_random_emoca_folder(folder, jaw=True, global_pose=False)
+        m = load_emoca(folder, torch.device("cpu"), channels_last=False)
+        x = torch.rand(batch, 3, 224, 224)
+        for name, dt in (("fp32", None), ("bf16", torch.bfloat16)):
+            with torch.inference_mode(), torch.autocast("cpu", dtype=dt or torch.bfloat16, enabled=dt is not None):
+                m.net(x)
+                t0 = time.perf_counter()
+                for _ in range(iters):
+                    m.net(x)
+                out[f"{name}_frames_per_s"] = round(batch * iters / (time.perf_counter() - t0), 2)
     return out
 
 
@@ -235,6 +381,10 @@ def main(argv=None) -> dict:
     ap.add_argument("--skip-memory", action="store_true")
     ap.add_argument("--skip-workers", action="store_true")
     ap.add_argument("--skip-preroll", action="store_true")
+    ap.add_argument("--fidelity", action="store_true", help="results of each landmark_mode vs the baseline")
+    ap.add_argument("--real", type=Path, help="folder holding the untarred face_recognition 1.3.0 sdist")
+    ap.add_argument("--flame53", action="store_true", help="also EMOCA encoder frames/s on the CPU")
+    ap.add_argument("--modes", default="image,video", help="landmark modes to time the stage in")
     ap.add_argument("--json", type=Path, help="also write the figures here")
     args = ap.parse_args(argv)
 
@@ -251,21 +401,39 @@ def main(argv=None) -> dict:
                      "cpu_count": os.cpu_count()}
         res["decode"] = bench_decode(clip, args.seconds, cfg)
         print("decode     ", res["decode"], flush=True)
-        res["landmarker"] = bench_landmarker(clip, args.landmarker_seconds, cfg)
-        print("landmarker ", res["landmarker"], flush=True)
-        res["stage"] = bench_stage(clip, args.seconds, cfg)
-        print("stage      ", res["stage"], flush=True)
+        base_lm = baseline_landmarker(cfg)
+        res["landmarker"] = bench_landmarker(clip, args.landmarker_seconds, cfg, base_lm)
+        print("landmarker ", res["landmarker"], "(baseline: public API, IMAGE mode)", flush=True)
+        res["stage"], res["ratios"] = {}, {}
+        lmk = res["landmarker"]["fps_per_core"]
+        for mode in args.modes.split(","):
+            res["stage"][mode] = bench_stage(clip, args.seconds, cfg.model_copy(update={"landmark_mode": mode}))
+            print("stage      ", mode, res["stage"][mode], flush=True)
+            s = res["stage"][mode]["fps_per_core"]
+            res["ratios"][mode] = {"stage_vs_baseline_landmarker": round(s / lmk, 3),
+                                   "stage_x_realtime_per_core": round(s / REAL_FPS, 2)}
         res["stage_identity_off"] = bench_stage_off(clip, args.seconds, cfg)
         print("stage, identity check off", res["stage_identity_off"], flush=True)
+        res["ratios"]["stage_identity_off_vs_baseline_landmarker"] = round(
+            res["stage_identity_off"]["fps_per_core"] / lmk, 3)
         res["identity"] = bench_identity(clip, args.landmarker_seconds, cfg)
         print("identity   ", res["identity"], flush=True)
+        res["ratios"]["identity_share_of_landmarker"] = round(res["identity"]["ms_per_frame_cpu"] * lmk / 1000, 4)
         if not args.skip_preroll:
             res["preroll"] = bench_preroll(clip, cfg)
             print("preroll    ", res["preroll"], flush=True)
-        s, lmk = res["stage"]["fps_per_core"], res["landmarker"]["fps_per_core"]
-        res["ratios"] = {"stage_vs_landmarker": round(s / lmk, 3), "stage_x_realtime_per_core": round(s / REAL_FPS, 2),
-                         "stage_identity_off_vs_landmarker": round(res["stage_identity_off"]["fps_per_core"] / lmk, 3),
-                         "identity_share_of_landmarker": round(res["identity"]["ms_per_frame_cpu"] * lmk / 1000, 4)}
+        if args.fidelity:
+            from testdata.samplegen import make_sample
+
+            sample = Path(td) / "fid"
+            make_sample(sample, parts=["folder"])
+            clips = [sample / "folder" / f"{n}.mp4" for n in ("talk_01", "talk_03", "cut", "two_faces")]
+            if args.real:
+                clips += make_real_clips(args.real, Path(td) / "real")
+            res["fidelity"] = bench_fidelity(clips, cfg, base_lm)
+        if args.flame53:
+            res["flame53"] = bench_flame53()
+            print("flame53    ", res["flame53"], flush=True)
         if not args.skip_workers:
             one = bench_workers(clip, args.seconds / 2, 1)
             two = bench_workers(clip, args.seconds / 2, 2)
@@ -279,6 +447,7 @@ def main(argv=None) -> dict:
             res["memory"] = q.get(timeout=3600)
             p.join()
             print("memory     ", res["memory"], flush=True)
+    base_lm.close()
     print("ratios     ", res["ratios"])
     if args.json:
         args.json.write_text(json.dumps(res, indent=2) + "\n")
