@@ -210,19 +210,27 @@ def make_real_clips(fr: Path, dest: Path) -> list[Path]:
 
 
 def against_truth(a, clip) -> dict:
-    """Of the longest track: Pearson r of blendshapes with the generated clip's driving signals
+    """Of the track on the driven face (generated clips) or the longest track: Pearson r of blendshapes with the generated clip's driving signals
     (testdata/samplegen.py), or for a still photograph (no signals file) the blendshapes' mean
     per-channel standard deviation over frames (the expression does not change; lower is steadier)."""
     from extract.faces import BLENDSHAPE_INDEX as BI
 
+    from extract.faces.tracks import iou
+
     if not a.tracks:
         return {}
-    tr = max(a.tracks, key=lambda t: t.n)
-    f, bs = np.asarray(tr.frames), np.stack(tr.blendshapes)
     sig_path = Path(clip).with_suffix(".signals.json")
-    if not sig_path.exists():
+    sig = json.loads(sig_path.read_text()) if sig_path.exists() else None
+
+    def on_driven_face(t):   # generated clips: the track on the driven face (face_boxes[k][0]), in frames
+        fb = sig["face_boxes"]
+        return sum(iou(np.asarray(b) / a.scale, fb[k][0]) > 0.3 for k, b in zip(t.frames, t.boxes)
+                   if k < len(fb) and fb[k])
+
+    tr = max(a.tracks, key=on_driven_face if sig else (lambda t: t.n))
+    f, bs = np.asarray(tr.frames), np.stack(tr.blendshapes)
+    if sig is None:
         return {"blend_std": round(float(bs.std(0).mean()), 4)}
-    sig = json.loads(sig_path.read_text())
     keep = f < len(sig["mouth_open"])
     f, bs = f[keep], bs[keep]
     r = lambda x, k: round(float(np.corrcoef(x, np.asarray(sig[k])[f])[0, 1]), 3)  # noqa: E731
