@@ -194,7 +194,7 @@ def register(app: typer.Typer) -> None:
         import numpy as np
 
         from model.data import load_split
-        from model.render import codes_to_mesh, plot_curves, render_video
+        from model.render import codes_to_mesh, face_frames, plot_curves, real_clip_of, render_video
         from model.sample import Generator
 
         checkpoint = checkpoint_path(checkpoint)
@@ -218,6 +218,7 @@ def register(app: typer.Typer) -> None:
             if not 0 <= index < len(samples):
                 _fail(f"--index {index}: split {split!r} of {info.root} has {len(samples)} samples")
             text, real = samples[index].text, samples[index].codes
+            sample_id = samples[index].sample_id
         cfg = model_config("small", set_)
         size = size or cfg.render_size
         g = gen.sample([text], n=1, seed=seed, temperature=cfg.temperature, min_frames=cfg.min_frames,
@@ -227,7 +228,17 @@ def register(app: typer.Typer) -> None:
             verts, tris, y_up, z_t = codes_to_mesh(list(seqs.values()), info.code_space, info.root, flame, rig)
         except (FileNotFoundError, ValueError, ImportError) as e:
             _fail(str(e))
-        render_video(list(zip(seqs.keys(), verts)), tris, out, info.fps, text, size, y_up, z_t)
+        panels = list(zip(seqs.keys(), verts))
+        clip = real_clip_of(info.root, sample_id) if real is not None else None
+        if clip is not None:   # the real face the codes came from, first (dataset in its workspace)
+            row, track = clip
+            faces = face_frames(row["video_path"], float(row["start"]), float(row["end"]), info.fps,
+                                track["t"], track["box"], size, n=len(real))
+            if len(faces):
+                panels.insert(0, ("real clip", faces))
+        elif real is not None:
+            typer.echo("(no real-clip panel: the dataset's workspace no longer holds this sample's media)")
+        render_video(panels, tris, out, info.fps, text, size, y_up, z_t)
         typer.echo(f"wrote {out} ({max(len(v) for v in verts)} frames at {info.fps:g} fps)")
         if curves:
             if not idx:   # the dims that move visibly (jawOpen, smiles, ...: the code space's preview dims)

@@ -149,7 +149,9 @@ def render_video(panels: list[tuple[str, np.ndarray]], tris: np.ndarray, out: st
     """Side-by-side panels (label, vertices (T_i, N, 3)) above a caption; the video lasts as long as the
     longest panel. A shorter one holds its last frame, dimmed and marked "ended" (where generation stopped,
     or the real clip ended)."""
-    r = MeshRenderer(tris, size, y_up, z_toward_viewer).fit(*[v for _, v in panels])
+    # a panel is mesh vertices (T, N, 3) or ready images (T, size, size, 3) uint8 (the real clip's face)
+    is_img = [v.ndim == 4 and v.dtype == np.uint8 for _, v in panels]
+    r = MeshRenderer(tris, size, y_up, z_toward_viewer).fit(*[v for (_, v), im in zip(panels, is_img) if not im])
     T = max(len(v) for _, v in panels)
     W = size * len(panels)
     W += W % 2  # yuv420p needs even sizes
@@ -162,7 +164,7 @@ def render_video(panels: list[tuple[str, np.ndarray]], tris: np.ndarray, out: st
             img = np.zeros((H, W, 3), np.uint8)
             for i, (name, v) in enumerate(panels):
                 ended = t >= len(v)
-                tile = r.frame(v[min(t, len(v) - 1)])
+                tile = v[min(t, len(v) - 1)].copy() if is_img[i] else r.frame(v[min(t, len(v) - 1)])
                 if ended:
                     tile = (tile.astype(np.uint16) * 2 // 5).astype(np.uint8)
                 img[:size, i * size:(i + 1) * size] = label(tile, f"{name} (ended at {len(v) / fps:.2f} s)"
@@ -171,6 +173,54 @@ def render_video(panels: list[tuple[str, np.ndarray]], tris: np.ndarray, out: st
             yield img
 
     return write_mp4(frames(), out, fps, (W, H))
+
+
+def face_frames(video: str | Path, start: float, end: float, fps: float, track_t: np.ndarray,
+                track_box: np.ndarray, size: int, n: int | None = None) -> np.ndarray:
+    """(T, size, size, 3) uint8: the real clip's face at the dataset rate, a square of 1.5 × the kept track's
+    box (the faces stage's `t` from the segment start, `box` in original pixels) around it, black outside
+    the picture. What the real codes were measured from, shown beside the meshes."""
+    import cv2
+
+    from pipeline.media import decode
+
+    track_t, track_box = np.asarray(track_t, np.float64), np.asarray(track_box, np.float64)
+    out = []
+    for b in decode(video, start, end, fps=fps, max_side=1280):
+        for frame, t in zip(b.frames, b.t):
+            if n is not None and len(out) >= n:
+                break
+            x0, y0, x1, y1 = track_box[int(np.argmin(np.abs(track_t - (t - start))))] * b.scale
+            cx, cy, half = (x0 + x1) / 2, (y0 + y1) / 2, 0.75 * max(x1 - x0, y1 - y0)
+            k = size / max(2 * half, 1.0)        # crop square → panel, as one affine warp (pads with black)
+            m = np.array([[k, 0, size / 2 - k * cx], [0, k, size / 2 - k * cy]], np.float64)
+            out.append(cv2.warpAffine(frame, m, (size, size), flags=cv2.INTER_AREA, borderMode=cv2.BORDER_CONSTANT))
+    return np.stack(out) if out else np.zeros((0, size, size, 3), np.uint8)
+
+
+def real_clip_of(dataset_root: str | Path, sample_id: str) -> tuple[dict, dict] | None:
+    """(segment row, track) of a sample when its dataset sits in a workspace (WORKSPACE/datasets/NAME) whose
+    state table and faces cache still hold it and its media file still exists; None otherwise."""
+    from pipeline.formats import FormatError
+    from pipeline.formats.state import read_state
+    from pipeline.formats.track import read_track
+
+    root = Path(dataset_root).resolve()
+    if root.parent.name != "datasets":
+        return None
+    got = read_state(root.parent.parent / "state" / root.name, "faces")
+    if got is None:
+        return None
+    rows = got[0][got[0]["segment_id"] == sample_id]
+    if rows.empty:
+        return None
+    row = rows.iloc[0].to_dict()
+    if not row.get("faces_dir") or not Path(str(row.get("video_path", ""))).is_file():
+        return None
+    try:
+        return row, read_track(row["faces_dir"], keys=("box", "valid"))
+    except FormatError:
+        return None
 
 
 def plot_curves(seqs: dict[str, np.ndarray], dims: list[int], names: list[str], fps: float, out: str | Path,

@@ -178,3 +178,24 @@ def test_cli_train_sample_evaluate_render_flame53(tmp_path):
     assert count_frames(tmp_path / "v.mp4") >= 10 and (tmp_path / "c.png").exists()
     r = run(app, ["render", str(out / "best.pt"), "--index", "0", "--out", str(tmp_path / "x.mp4")])
     assert r.exit_code != 0 and "--flame" in r.output
+
+
+def test_real_clip_panel_shows_the_tracked_face(sample_dir, tmp_path):
+    """The comparison video's first panel: the real clip cropped around the kept track's box, at the
+    dataset rate, next to mesh panels; a shorter panel is marked where it ended."""
+    import json
+
+    from model.render import face_frames
+
+    clip = sample_dir / "folder" / "talk_01.mp4"
+    sig = json.loads(clip.with_suffix(".signals.json").read_text())
+    t = np.asarray(sig["t"], np.float64)
+    box = np.asarray([f[0] for f in sig["face_boxes"]], np.float64)   # the generator's true face box
+    faces = face_frames(clip, 0.0, 1.0, 25.0, t, box, 96, n=20)
+    assert faces.shape == (20, 96, 96, 3) and faces.dtype == np.uint8
+    # the face fills the middle of the panel: brighter there than in a crop far from it
+    away = face_frames(clip, 0.0, 1.0, 25.0, t, box + np.array([1000.0, 1000.0, 1000.0, 1000.0]), 96, n=20)
+    assert faces[:, 24:72, 24:72].mean() > 60 and away.mean() < 5
+    out = render_video([("real clip", faces), ("generated", face_like(12))], face_mesh_triangles(),
+                       tmp_path / "cmp.mp4", 25.0, "Hello there!", 96, y_up=False, z_toward_viewer=False)
+    assert count_frames(out) == 20

@@ -22,6 +22,7 @@ import pandas as pd
 from pipeline.atomic import write_json, write_parquet, write_text
 from pipeline.config import Config, load_config
 from pipeline.context import StageContext
+from pipeline.formats.state import read_state, write_state
 from pipeline.manifest import Manifest, check_safe_id, load_manifest
 from pipeline.progress import bar as progress_bar
 from pipeline.records import Record, print_summary, records_frame
@@ -165,22 +166,14 @@ class Build:
 
     # -- state tables
     def _save_state(self, stage: str, df: pd.DataFrame, records: list[Record]) -> None:
-        write_parquet(self.state_dir / f"{stage}.parquet", df)
-        write_parquet(self.state_dir / f"records-{stage}.parquet", records_frame(records))
+        write_state(self.state_dir, stage, df, records)
 
     def load_state(self, stage: str) -> tuple[pd.DataFrame, list[Record]]:
-        p = self.state_dir / f"{stage}.parquet"
-        if not p.exists():
+        got = read_state(self.state_dir, stage)
+        if got is None:
             raise BuildError(f"no saved output of stage '{stage}' for dataset '{self.name}' in {self.ws.root}: "
                              f"run it first (e.g. --stages {stage},...)")
-        df = pd.read_parquet(p)
-        rp = self.state_dir / f"records-{stage}.parquet"
-        recs = []
-        if rp.exists():
-            for r in pd.read_parquet(rp).to_dict("records"):
-                r["figures"] = json.loads(r["figures"] or "{}")
-                recs.append(Record.from_json(r))
-        return df, recs
+        return got
 
     # -- stages
     def ingest(self, mapper: Mapper) -> tuple[pd.DataFrame, list[Record]]:
