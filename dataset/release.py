@@ -177,20 +177,16 @@ def check_layout(d: Path) -> list[str]:
             problems.append(f"{tp.name}: {len(texts)} samples but dataset.json counts say {want}")
         texts_by_split[s] = list(texts)
         nframes_by_split[s] = [int(e.shape[0]) if isinstance(e, np.ndarray) and e.ndim == 2 else -1 for e in exps]
-    for name in ("stage1_mean.npy", "stage1_std.npy"):
-        f = d / name
+    from pipeline.formats import FormatError
+    from pipeline.formats.dataset import STAT_FILES, read_train_stat, stat_problems
+
+    for name in STAT_FILES:
         try:
-            a = np.load(f, allow_pickle=False)
-        except FileNotFoundError:
-            problems.append(f"{name}: missing")
+            a = read_train_stat(d, name, D)
+        except FormatError as e:
+            problems.append(f"{name}: {e.problem}")
             continue
-        except ValueError as e:
-            problems.append(f"{name}: unreadable ({e})")
-            continue
-        if a.shape != (D,) or a.dtype != np.float32 or not np.isfinite(a).all():
-            problems.append(f"{name}: {a.dtype} {a.shape}, expected finite float32 ({D},)")
-        elif name == "stage1_std.npy" and (a <= 0).any():
-            problems.append(f"{name}: has non-positive entries")
+        problems += [f"{name}: {x}" for x in stat_problems(name, a)]
     from pipeline.formats.dataset import CORE_COLUMNS, DATA_FILES, read_table
 
     try:

@@ -14,7 +14,8 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.codespaces import CODE_SPACES
-from pipeline.formats.dataset import SPLITS
+from pipeline.formats import FormatError
+from pipeline.formats.dataset import SPLITS, STAT_FILES, read_train_stat
 from pipeline.formats.release import SUMS, read_sums, restricted_load
 
 
@@ -84,13 +85,12 @@ def load_info(root: str | Path) -> DatasetInfo:
     if any(j < 0 or j >= D for j in jaw):
         raise DatasetError(f"{meta_path}: field 'jaw_dims' has indices outside [0, {D}): {jaw}")
     fps = float(meta.get("fps") or 25.0)
-    mean_p, std_p = root / "stage1_mean.npy", root / "stage1_std.npy"
+    mean_p, std_p = (root / n for n in STAT_FILES)
     if mean_p.exists() and std_p.exists():
-        mean = np.load(mean_p, allow_pickle=False).astype(np.float32)
-        std = np.load(std_p, allow_pickle=False).astype(np.float32)
-        for p, a in ((mean_p, mean), (std_p, std)):
-            if a.shape != (D,):
-                raise DatasetError(f"{p}: shape {a.shape}, expected ({D},) from dataset.json field 'D'")
+        try:
+            mean, std = (read_train_stat(root, n, D).astype(np.float32) for n in STAT_FILES)
+        except FormatError as e:
+            raise DatasetError(str(e)) from None
     else:  # statistics of the train frames, as the assembler defines them
         train = load_split(root, "train", D=D)
         if not train:

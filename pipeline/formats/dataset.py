@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.atomic import write_bytes, write_json
+from pipeline.formats import FormatError
 
 FORMAT_VERSION = 2   # 2: one Parquet file per split under data/ (1: a single samples.parquet)
 SPLITS = ("train", "dev", "test")   # EmoAva's split names, in file-name order
@@ -362,3 +363,31 @@ def content_hash(root: str | Path) -> str:
         if (root / n).exists():
             h.update(f"{n}:{sha256_file(root / n)}\n".encode())
     return h.hexdigest()
+
+
+def read_train_stat(dataset_dir: str | Path, name: str, D: int) -> np.ndarray:
+    """One of STAT_FILES (per-dimension mean or std of the train frames), checked to be a float (D,) array;
+    FormatError names the file (`missing` when it is absent). `stat_problems` says what a release needs more."""
+    p = Path(dataset_dir) / name
+    if not p.is_file():
+        raise FormatError(p, "missing", missing=True)
+    try:
+        a = np.load(p, allow_pickle=False)
+    except (OSError, ValueError) as e:
+        raise FormatError(p, f"unreadable ({e})") from None
+    if a.shape != (D,) or a.dtype.kind != "f":
+        raise FormatError(p, f"{a.dtype} {a.shape}, expected float32 ({D},) (dataset.json field 'D')")
+    return a
+
+
+def stat_problems(name: str, a: np.ndarray) -> list[str]:
+    """What is wrong with a read statistics array for a published dataset: EmoAva's files are float32,
+    finite, and the std is positive (it divides)."""
+    out = []
+    if a.dtype != np.float32:
+        out.append(f"{a.dtype}, expected float32")
+    if not np.isfinite(a).all():
+        out.append("has non-finite values")
+    elif name == STAT_FILES[1] and (a <= 0).any():
+        out.append("has non-positive entries")
+    return out
