@@ -43,10 +43,12 @@ def analysed(sample_dir):
 def test_blendshape_names_match_the_model():
     from skimage.data import astronaut
 
-    from extract.faces.stage import load_models
+    from extract.faces.landmarks import CropLandmarker
+    from extract.faces.model_files import ensure_models
 
-    _, lm = load_models(CFG)
-    res = lm.detect_crop(np.ascontiguousarray(astronaut()[0:300, 80:380]))
+    path = ensure_models({"face_landmarker": CFG.landmarker_path})["face_landmarker"]
+    with CropLandmarker(path, mode="image") as lm:     # MediaPipe's graph names the categories
+        res = lm.detect_crop(np.ascontiguousarray(astronaut()[0:300, 80:380]))
     assert tuple(c.category_name for c in res.face_blendshapes[0]) == BLENDSHAPE_NAMES
 
 

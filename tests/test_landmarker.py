@@ -47,8 +47,8 @@ def test_direct_c_api_matches_public_api_exactly(paths, frames):
 
     assert direct_available(), "mediapipe's ctypes declarations changed: the direct path is off"
     box = _box(paths, frames[0])
-    with CropLandmarker(paths["face_landmarker"], direct=False) as pub, \
-            CropLandmarker(paths["face_landmarker"], direct=True) as fast:
+    with CropLandmarker(paths["face_landmarker"], mode="image", direct=False) as pub, \
+            CropLandmarker(paths["face_landmarker"], mode="image", direct=True) as fast:
         assert fast.direct and not pub.direct
         for f in frames:
             a, b = pub.run(f, box), fast.run(f, box)

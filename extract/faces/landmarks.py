@@ -5,7 +5,12 @@ but not a small face in a wide frame. So each face box (from the full-range dete
 frame's landmarks) is cut out at `crop_scale` × its size, resized to `crop_px`², and the 478 landmarks
 are mapped back with the inverse of that similarity transform.
 
-Two ways to follow a tracked face from frame to frame (`faces.landmark_mode`):
+Three ways to follow a tracked face from frame to frame (`faces.landmark_mode`):
+- "direct" (default): the task's landmark and blendshape models run directly (extract/faces/meshnet.py,
+  LiteRT) on the region MediaPipe's own tracking takes from the previous landmarks (a new face: from
+  its detection box, then refined once). No MediaPipe graph, no per-crop detector: the same numbers
+  as MediaPipe's VIDEO-mode tracking on the frame (0.02 px, blendshapes within 0.006), at about half
+  the CPU of "image". Head pose and sharpness are computed as for the other modes' crop.
 - "image": an IMAGE-mode task (num_faces=2) on every crop; its short-range detector runs on each crop.
 - "video": each track gets its own VIDEO-mode task (num_faces=1, `follow`), which takes the face's
   region from its previous landmarks and skips that detector (cheaper). Timestamps step by
@@ -24,8 +29,10 @@ import cv2
 import numpy as np
 
 from extract.faces import BLENDSHAPE_NAMES
-from extract.faces.detect import mp_image, quiet_stderr
-from extract.faces.mptask import DirectLandmarker, PerThread, TaskOwner, direct_available
+from extract.faces.mptask import DirectLandmarker, PerThread, TaskOwner, direct_available, mp_image
+from extract.faces.runtime import quiet_stderr
+
+MODES = ("direct", "image", "video")
 
 # 10^4 s between a track's frames: the one-euro filter's weight on the new frame is then 1 - 3e-4, and
 # an int64 microsecond clock still holds ~9e8 frames per task.
@@ -57,6 +64,15 @@ def crop_square(frame: np.ndarray, cx: float, cy: float, side: float, out: int) 
     interp = cv2.INTER_AREA if k < 1 else cv2.INTER_LINEAR
     crop = cv2.warpAffine(frame, M, (out, out), flags=interp, borderMode=cv2.BORDER_CONSTANT)
     return crop, x0, y0, side
+
+
+def face_sharpness(frame: np.ndarray, box, crop_scale: float, crop_px: int) -> float:
+    """sharpness() of the crop the "image" mode would cut around `box`, without cutting all of it:
+    only its centre half (the box's square at the same resolution)."""
+    cx, cy, s = square_from_box(box)
+    half, _, _, _ = crop_square(frame, cx, cy, s * crop_scale / 2, crop_px // 2)
+    g = cv2.cvtColor(half, cv2.COLOR_RGB2GRAY)
+    return float(cv2.Laplacian(g, cv2.CV_64F).var())
 
 
 def sharpness(crop: np.ndarray) -> float:
@@ -134,27 +150,41 @@ class CropLandmarker(TaskOwner):
     longer active."""
 
     def __init__(self, model_path: str, crop_scale: float = 2.0, crop_px: int = 256, min_conf: float = 0.5,
-                 mode: str = "image", direct: bool | None = None):
-        if mode not in ("image", "video"):
-            raise ValueError(f"faces.landmark_mode must be 'image' or 'video', not {mode!r}")
+                 mode: str = "direct", direct: bool | None = None):
+        if mode not in MODES:
+            raise ValueError(f"faces.landmark_mode must be one of {', '.join(MODES)}, not {mode!r}")
         self.model_path, self.min_conf, self.mode = str(model_path), float(min_conf), mode
         self.direct = direct_available() if direct is None else bool(direct and direct_available())
-        self._task = _Task(model_path, False, 2, min_conf, self.direct)
+        self._net = self._task = None
+        if mode == "direct":
+            from extract.faces.meshnet import FaceMeshNet
+
+            self._net = FaceMeshNet(self.model_path, self.min_conf)
+        else:
+            self._task = _Task(model_path, False, 2, min_conf, self.direct)
         self.crop_scale = float(crop_scale)
         self.crop_px = int(crop_px)
         self._leases: dict = {}     # id(track) -> (weakref to the track, its VIDEO task)
         self._free: list = []       # VIDEO tasks of ended tracks, reset, for the next track
 
     def detect_crop(self, crop: np.ndarray):
-        """mediapipe's own result object for an already cut crop (public API, IMAGE mode)."""
+        """mediapipe's own result object for an already cut crop (public API, IMAGE mode; not in
+        "direct" mode, which has no MediaPipe task)."""
+        if self._task is None:
+            raise RuntimeError("detect_crop needs landmark_mode image or video")
         return self._task._task.detect(mp_image(crop))
 
     def run(self, frame: np.ndarray, box) -> FaceResult | None:
         """Landmarks of the face in `box` (x0, y0, x1, y1 frame px), or None when there is none."""
+        if self._net is not None:
+            return self._on_net(frame, None, box)
         return self._on(self._task, frame, box)
 
     def follow(self, track, frame: np.ndarray) -> FaceResult | None:
-        """Landmarks of `track`'s face on this frame, from a crop around its last landmark box."""
+        """Landmarks of `track`'s face on this frame, from its last landmarks ("direct") or a crop
+        around its last landmark box."""
+        if self._net is not None:
+            return self._on_net(frame, track.landmarks[-1] if track.landmarks else None, track.last_box)
         if self.mode == "image":
             return self._on(self._task, frame, track.last_box)
         return self._on(self._lease(track), frame, track.last_box)
@@ -172,6 +202,30 @@ class CropLandmarker(TaskOwner):
         task = self._free.pop() if self._free else _Task(self.model_path, True, 1, self.min_conf, self.direct)
         self._leases[id(track)] = (weakref.ref(track), task)
         return task
+
+    def _on_net(self, frame: np.ndarray, prev_lm, box) -> FaceResult | None:
+        from extract.faces.meshnet import ROI_SCALE, roi_from_box, roi_from_landmarks
+
+        net = self._net
+        if prev_lm is None:
+            # a new face: MediaPipe's region around a detection (1.5x its box: the full-range box is
+            # about the landmarks' box; at 2x a large face's region spills far off the frame and the
+            # model's presence score fails), then the region from those first landmarks
+            first = net.landmarks(frame, roi_from_box(box, ROI_SCALE))
+            if first is None:
+                return None
+            prev_lm = first[0]
+        out = net.landmarks(frame, roi_from_landmarks(prev_lm))
+        if out is None:
+            return None
+        lm = out[0]
+        box_out = np.array([lm[:, 0].min(), lm[:, 1].min(), lm[:, 0].max(), lm[:, 1].max()], np.float32)
+        # head pose as the other modes measure it: in the frame of a crop_scale x box square
+        cx, cy, s = square_from_box(box_out)
+        side = s * self.crop_scale
+        tf = net.pose.transform((lm - np.array([cx - side / 2, cy - side / 2, 0.0], np.float32)) / side, 1.0, 1.0)
+        return FaceResult(lm, net.blendshapes(lm), tf, box_out,
+                          face_sharpness(frame, box_out, self.crop_scale, self.crop_px))
 
     def _on(self, task: _Task, frame: np.ndarray, box) -> FaceResult | None:
         cx, cy, s = square_from_box(box)
@@ -201,13 +255,13 @@ class CropLandmarker(TaskOwner):
         for task in [self._task, *self._free, *(t for _, t in self._leases.values())]:
             if task is not None:
                 task.close()
-        self._task, self._free, self._leases = None, [], {}
+        self._task, self._free, self._leases, self._net = None, [], {}, None
 
 
 _landmarkers = PerThread()
 
 
-def get_landmarker(model_path: str, crop_scale: float = 2.0, crop_px: int = 256, mode: str = "image") -> CropLandmarker:
+def get_landmarker(model_path: str, crop_scale: float = 2.0, crop_px: int = 256, mode: str = "direct") -> CropLandmarker:
     """One landmarker per thread and setting (module-level lazy singletons; task objects are not
     shared between threads)."""
     return _landmarkers.get((str(model_path), float(crop_scale), int(crop_px), mode),

@@ -20,6 +20,12 @@ from typing import Callable, TypeVar
 import numpy as np
 
 
+def mp_image(frame: np.ndarray):
+    import mediapipe as mp
+
+    return mp.Image(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(frame, dtype=np.uint8))
+
+
 class TaskOwner:
     """Base of the wrappers: owns `self._task`, closes it once, usable as a context manager."""
 

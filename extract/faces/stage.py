@@ -16,7 +16,7 @@ from pipeline.records import Reason, Record, Status
 from pipeline.stage import Stage
 
 STAGE = "faces"
-CODE_VERSION = "2"   # 2: pre-roll cut detection, identity splits, coverage; quality.json has an `overview`
+CODE_VERSION = "3"   # 2: pre-roll cut detection, identity splits, coverage; quality.json has an `overview`; 3: LiteRT detector + landmarker, YUV downscale
 
 _MODEL_PATHS: dict = {}
 

@@ -26,10 +26,11 @@ class FacesConfig(Section):
                              "poor (keep_min_px)")
     crop_scale: float = F(2.0, "landmarker input = this x the face box: the model expects a face ~half the crop")
     crop_px: int = F(256, "landmarker crop size: the model's own input is 256x256")
-    landmark_mode: Literal["image", "video"] = F(
-        "image", "image: the landmarker's IMAGE mode on every crop (its short-range detector each frame); video: "
-                 "a VIDEO-mode task per track that follows the face from its previous landmarks, ~10% less CPU, "
-                 "results differ (benchmarks/bench_faces.py --fidelity)")
+    landmark_mode: Literal["direct", "image", "video"] = F(
+        "direct", "direct: the landmarker's models run directly (LiteRT) on the region MediaPipe's tracking "
+                  "takes from the previous landmarks, about half the CPU of image; image: MediaPipe's IMAGE "
+                  "mode on every crop (its short-range detector each frame; results before issue 19); video: "
+                  "a MediaPipe VIDEO-mode task per track (benchmarks/bench_faces.py --fidelity compares them)")
     link_iou: float = F(0.3, "IoU linking a detection to a track (detector and landmark boxes differ in shape)")
     merge_iou: float = F(0.5, "two tracks overlapping this much follow the same face: keep the older")
     max_gap: int = F(12, "bridge up to this many frames without landmarks (0.5 s at 25 fps), interpolated and "
