@@ -124,30 +124,38 @@ def test_landmarker_is_mediapipes_own_tracking(paths, photo_frames):
 
 class _Track:
     def __init__(self, box):
-        self.last_box, self.active, self.landmarks = box, True, []
+        self.last_box, self.active, self.landmarks, self.transforms, self.boxes = box, True, [], [], []
 
 
 def test_direct_mode_follows_a_face_like_the_image_mode(paths, photo_frames):
     from extract.faces.detect import FaceDetector
     from extract.faces.landmarks import CropLandmarker
+    from extract.faces.quality import euler_deg
 
     frames = photo_frames["biden"]
     box = FaceDetector(paths["face_detector_full_range"]).detect(frames[0])[0]
     with CropLandmarker(paths["face_landmarker"], mode="direct") as direct, \
             CropLandmarker(paths["face_landmarker"], mode="image") as image:
         assert direct._task is None                   # no MediaPipe graph at all
-        t = _Track(box)
+        t, want_tf = _Track(box), []
         for f in frames:
             r, q = direct.follow(t, f), image.run(f, t.last_box)
             assert r is not None and q is not None
             assert np.linalg.norm(r.landmarks[:, :2] - q.landmarks[:, :2], axis=1).mean() < 3.0
             assert np.abs(r.blendshapes - q.blendshapes).mean() < 0.05
-            # the head pose (yaw, pitch, roll) and sharpness are measured as in the image mode
-            from extract.faces.quality import euler_deg
-
-            assert np.abs(euler_deg(r.transform[None]) - euler_deg(q.transform[None])).max() < 4.0
-            assert abs(np.log(r.sharpness / q.sharpness)) < 0.3
+            assert abs(np.log(r.sharpness / q.sharpness)) < 0.3      # measured as in the image mode
+            assert r.transform is None                               # the pose waits for the track's end
             t.landmarks.append(r.landmarks)
+            t.transforms.append(r.transform)
+            t.boxes.append(r.box)
             t.last_box = r.box
+            want_tf.append(q.transform)
+        direct.complete(t)
+        # head pose (yaw, pitch, roll) as the image mode measures it, frame by frame
+        got = euler_deg(np.stack(t.transforms))
+        want = euler_deg(np.stack(want_tf))
+        assert np.abs(got - want).max() < 4.0
+        assert np.abs(got[:, 2] - want[:, 2]).max() < 1.5      # the 12-degree roll is followed
+        assert got[-1, 2] - got[0, 2] > 10
         # a region with no face: the presence score says so
         assert direct.run(np.full((360, 640, 3), 40, np.uint8), np.array([200, 100, 330, 230])) is None

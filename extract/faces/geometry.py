@@ -68,41 +68,48 @@ class HeadPose:
         self.canonical = vb.reshape(N_MESH, 5)[self.basis, :3]
 
     def _fit(self, target: np.ndarray) -> np.ndarray:
-        """Weighted similarity (scale · rotation, translation) taking the canonical mesh onto
-        `target` (the basis points, 3), as a 4×4 matrix."""
-        w = self.weights[:, None]
-        src, tw = self.canonical, w.sum()
-        mu_s, mu_t = (w * src).sum(0) / tw, (w * target).sum(0) / tw
+        """Weighted similarities (scale · rotation, translation) taking the canonical mesh onto each
+        `target` (n, basis points, 3), as (n, 4, 4) matrices."""
+        w = self.weights
+        src = self.canonical
+        mu_s = w @ src / w.sum()
+        mu_t = np.einsum("k,nkd->nd", w, target) / w.sum()
         cs = src - mu_s
-        U, _, Vt = np.linalg.svd((w * target).T @ cs)
-        if np.linalg.det(U) * np.linalg.det(Vt) < 0:
-            U[:, 2] *= -1
+        wt = target * w[None, :, None]
+        U, _, Vt = np.linalg.svd(np.einsum("nki,kj->nij", wt, cs))
+        flip = np.linalg.det(U) * np.linalg.det(Vt) < 0
+        U[flip, :, 2] *= -1
         R = U @ Vt
-        scale = float(((R @ cs.T).T * (w * target)).sum() / (w * cs * src).sum())
-        T = np.eye(4)
-        T[:3, :3] = scale * R
-        T[:3, 3] = mu_t - scale * R @ mu_s
+        scale = np.einsum("nij,kj,nki->n", R, cs, wt) / (w[:, None] * cs * src).sum()
+        T = np.zeros((len(target), 4, 4))
+        T[:, :3, :3] = scale[:, None, None] * R
+        T[:, :3, 3] = mu_t - scale[:, None] * np.einsum("nij,j->ni", R, mu_s)
+        T[:, 3, 3] = 1.0
         return T
 
     def transform(self, lm_norm: np.ndarray, width: float, height: float) -> np.ndarray:
+        """(4, 4) for one face's (478, 3) landmarks, or (n, 4, 4) for (n, 478, 3): one batch is
+        ~10x cheaper per face than face by face."""
+        lm = np.asarray(lm_norm, np.float64)
+        one = lm.ndim == 2
+        lm = lm[None, :N_MESH] if one else lm[:, :N_MESH]
         h_near = 2 * NEAR * np.tan(np.radians(FOV_Y_DEG) / 2)
         w_near = width * h_near / height
-        lm = np.asarray(lm_norm[:N_MESH], np.float64)
-        depth_offset = lm[:, 2].mean() * w_near
-        s = lm[self.basis]
-        s[:, 1] = 1.0 - s[:, 1]                                  # origin top left → y up
+        depth_offset = lm[:, :, 2].mean(1)[:, None] * w_near
+        s = lm[:, self.basis]
+        s[..., 1] = 1.0 - s[..., 1]                               # origin top left → y up
         s *= (w_near, h_near, w_near)
-        s[:, 0] -= w_near / 2
-        s[:, 1] -= h_near / 2
+        s[..., 0] -= w_near / 2
+        s[..., 1] -= h_near / 2
 
         def lift(scale):        # screen → metric: move to the near plane, rescale z, unproject x, y
             m = s.copy()
-            m[:, 2] = (m[:, 2] - depth_offset + NEAR) / scale
-            m[:, :2] *= m[:, 2:3] / NEAR
-            m[:, 2] *= -1
+            m[..., 2] = (m[..., 2] - depth_offset + NEAR) / scale[:, None]
+            m[..., :2] *= m[..., 2:3] / NEAR
+            m[..., 2] *= -1
             return m
 
-        first = s * (1.0, 1.0, -1.0)
-        scale1 = np.linalg.norm(self._fit(first)[:3, 0])
-        scale2 = np.linalg.norm(self._fit(lift(scale1))[:3, 0])
-        return self._fit(lift(scale1 * scale2)).astype(np.float32)
+        scale1 = np.linalg.norm(self._fit(s * (1.0, 1.0, -1.0))[:, :3, 0], axis=1)
+        scale2 = np.linalg.norm(self._fit(lift(scale1))[:, :3, 0], axis=1)
+        T = self._fit(lift(scale1 * scale2)).astype(np.float32)
+        return T[0] if one else T

@@ -53,3 +53,13 @@ def interpreter(model: bytes):
         it = Interpreter(model_content=model, num_threads=1)
         it.allocate_tensors()
     return it
+
+
+def one_cv_thread() -> None:
+    """OpenCV's worker pool off for this process. The face stage's warps, colour conversions and
+    Laplacians are small (256² and less): on 2 cores the second OpenCV thread spent 1.8 ms of CPU per
+    frame to take 1.0 ms off the main thread (extract/faces/stage.analyse, 720p, measured with
+    /proc/self/task), and the stage scales out by processes anyway (one per core)."""
+    import cv2
+
+    cv2.setNumThreads(1)

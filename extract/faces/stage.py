@@ -26,7 +26,9 @@ def load_models(cfg):
     from extract.faces.detect import get_detector
     from extract.faces.landmarks import get_landmarker
     from extract.faces.model_files import ensure_models
+    from extract.faces.runtime import one_cv_thread
 
+    one_cv_thread()
     key = (cfg.landmarker_path, cfg.detector_path)
     if key not in _MODEL_PATHS:   # verify (hash) the files once per process, not per segment
         try:

@@ -166,7 +166,10 @@ class Tracker:
     def finish(self) -> list[Track]:
         for t in self.tracks:
             t.active = False
-        return [t for t in self.tracks if t.n]
+        done = [t for t in self.tracks if t.n]
+        for t in done:
+            self.landmarker.complete(t)     # per-track work the landmarker deferred (head poses)
+        return done
 
 
 def _interp_gaps(x: np.ndarray, have: np.ndarray, fill: np.ndarray) -> None:
