@@ -290,7 +290,7 @@ def decode(path: str | os.PathLike, start: float = 0.0, end: float | None = None
     if (ow, oh) != (W, H):
         # area-downscale in the decoder's own YUV 4:2:0, then ffmpeg's fast unscaled YUV->RGB path: 40%
         # less decode CPU than area-scaling straight to RGB (720p -> 640x360: 2.9 -> 1.9 ms per frame),
-        # pixels within 0.8 levels on average (benchmarks/bench_faces.py, docs/faces.md)
+        # pixels within 0.8 levels of that on average (docs/faces.md, "Landmarker at its limit")
         filters.append(f"scale={ow}:{oh}:flags=area,format=yuv420p")
     filters.append("showinfo=checksum=0")  # each output frame's true pts on stderr (no plane checksums: they cost ~20% of decode)
     args = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-nostats", "-loglevel", "info"]

@@ -33,6 +33,7 @@ from extract.faces.mptask import DirectLandmarker, PerThread, TaskOwner, direct_
 from extract.faces.runtime import quiet_stderr
 
 MODES = ("direct", "image", "video")
+POSE_BATCH = 500     # head poses per batch: ~6 MB of float64 landmarks, whatever the track's length
 
 # 10^4 s between a track's frames: the one-euro filter's weight on the new frame is then 1 - 3e-4, and
 # an int64 microsecond clock still holds ~9e8 frames per task.
@@ -230,16 +231,15 @@ class CropLandmarker(TaskOwner):
         """Fill what the frames left for the end of the track: in "direct" mode the head poses,
         measured as the other modes measure them (in the frame of a crop_scale × box square)."""
         todo = [k for k, tf in enumerate(track.transforms) if tf is None]
-        if not todo:
-            return
-        lm = np.stack([track.landmarks[k] for k in todo]).astype(np.float64)
-        box = np.stack([track.boxes[k] for k in todo]).astype(np.float64)
-        side = np.maximum(box[:, 2] - box[:, 0], box[:, 3] - box[:, 1]) * self.crop_scale
-        lm[..., 0] -= ((box[:, 0] + box[:, 2] - side) / 2)[:, None]
-        lm[..., 1] -= ((box[:, 1] + box[:, 3] - side) / 2)[:, None]
-        tfs = self._net.pose.transform(lm / side[:, None, None], 1.0, 1.0)
-        for k, tf in zip(todo, tfs):
-            track.transforms[k] = tf
+        for c in range(0, len(todo), POSE_BATCH):
+            ks = todo[c:c + POSE_BATCH]
+            lm = np.stack([track.landmarks[k] for k in ks]).astype(np.float64)
+            box = np.stack([track.boxes[k] for k in ks]).astype(np.float64)
+            side = np.maximum(box[:, 2] - box[:, 0], box[:, 3] - box[:, 1]) * self.crop_scale
+            lm[..., 0] -= ((box[:, 0] + box[:, 2] - side) / 2)[:, None]
+            lm[..., 1] -= ((box[:, 1] + box[:, 3] - side) / 2)[:, None]
+            for k, tf in zip(ks, self._net.pose.transform(lm / side[:, None, None], 1.0, 1.0)):
+                track.transforms[k] = tf
 
     def _on(self, task: _Task, frame: np.ndarray, box) -> FaceResult | None:
         cx, cy, s = square_from_box(box)

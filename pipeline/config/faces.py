@@ -29,7 +29,7 @@ class FacesConfig(Section):
     landmark_mode: Literal["direct", "image", "video"] = F(
         "direct", "direct: the landmarker's models run directly (LiteRT) on the region MediaPipe's tracking "
                   "takes from the previous landmarks, about half the CPU of image; image: MediaPipe's IMAGE "
-                  "mode on every crop (its short-range detector each frame; results before issue 19); video: "
+                  "mode on every crop (its short-range detector each frame; the landmarker before issue 19); video: "
                   "a MediaPipe VIDEO-mode task per track (benchmarks/bench_faces.py --fidelity compares them)")
     link_iou: float = F(0.3, "IoU linking a detection to a track (detector and landmark boxes differ in shape)")
     merge_iou: float = F(0.5, "two tracks overlapping this much follow the same face: keep the older")
