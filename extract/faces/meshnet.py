@@ -112,20 +112,21 @@ class FaceMeshNet:
         return cv2.warpAffine(frame, M, (n, n), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
                               borderMode=cv2.BORDER_REPLICATE)
 
-    def landmarks(self, frame: np.ndarray, roi: Roi) -> tuple[np.ndarray, float, np.ndarray] | None:
-        """(478, 3) landmarks in frame px (z in px, relative), the presence score, the input image;
-        None when the model sees no face in the region."""
+    def landmarks(self, frame: np.ndarray, roi: Roi) -> tuple[np.ndarray, float] | None:
+        """(478, 3) landmarks in frame px (z in px, relative) and the presence score; None when the
+        model sees no face in the region."""
         img = self.warp(frame, roi)
         self._lm.set_tensor(self._lm_in, (img.astype(np.float32) * (1 / 255.0))[None])
         self._lm.invoke()
-        presence = 1.0 / (1.0 + np.exp(-float(self._lm.get_tensor(self._lm_presence).reshape(-1)[0])))
+        logit = float(np.clip(self._lm.get_tensor(self._lm_presence).reshape(-1)[0], -60.0, 60.0))
+        presence = 1.0 / (1.0 + np.exp(-logit))
         if presence < self.min_conf:
             return None
         p = self._lm.get_tensor(self._lm_points).reshape(478, 3) / self.size
         out = np.empty((478, 3), np.float32)
         out[:, :2] = roi.to_frame(p[:, :2])
         out[:, 2] = p[:, 2] * roi.side
-        return out, presence, img
+        return out, presence
 
     def blendshapes(self, lm_px: np.ndarray) -> np.ndarray:
         self._bs.set_tensor(self._bs_in, np.ascontiguousarray(lm_px[BLENDSHAPE_SUBSET, :2], np.float32)[None])
