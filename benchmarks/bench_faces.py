@@ -15,7 +15,8 @@ Figures, all from one run:
               stages take turns for --rounds rounds and ratio = stage / baseline per core, of the sums
   fidelity    (--fidelity) analyse() per mode vs the baseline landmarker on generated clips and, with
               --real, on clips panned/zoomed over the face_recognition sdist's photographs: landmark
-              distance (original px) and blendshape differences on frames both tracked
+              distance (original px) and blendshape differences on frames both tracked; and
+              direct:k (faces.landmark_every = k) vs direct on every frame
   identity    the identity check alone: ms per tracked frame (signature + jump) on pre-decoded frames
   preroll     the cut detector's pre-roll: CPU per frame over short segments (3 s) with and without it
   memory      peak RSS of a process running analyse() over the whole long clip
@@ -258,14 +259,27 @@ def against_truth(a, clip) -> dict:
             "r_brow": r(bs[:, BI["browInnerUp"]], "brow_raise")}
 
 
-def bench_fidelity(clips: list, cfg, base_lm) -> dict:
+def mode_cfg(cfg, mode: str):
+    """faces config for a mode name: "direct", "image", "video", or "direct:k" (landmark_every = k)."""
+    name, _, every = mode.partition(":")
+    return cfg.model_copy(update={"landmark_mode": name, "landmark_every": int(every or 1)})
+
+
+def bench_fidelity(clips: list, cfg, base_lm, every=(2, 3)) -> dict:
+    """Per clip: each mode against the baseline landmarker (and the truth), and direct with
+    landmark_every = k against direct on every frame (the fidelity cost of landmarking fewer frames)."""
     res = {}
     for clip in clips:
         ref = analyse_with(clip, cfg, base_lm)
         row = {"baseline": against_truth(ref, clip)}
         for mode in ("direct", "image", "video"):
-            a = analyse_with(clip, cfg.model_copy(update={"landmark_mode": mode}))
+            a = analyse_with(clip, mode_cfg(cfg, mode))
             row[mode] = {**compare(ref, a), **against_truth(a, clip)}
+            if mode == "direct":
+                every1 = a
+        for k in every:
+            a = analyse_with(clip, mode_cfg(cfg, f"direct:{k}"))
+            row[f"direct:{k}"] = {**compare(every1, a), **against_truth(a, clip)}
         res[Path(clip).name] = row
         print("fidelity   ", Path(clip).name, row, flush=True)
     return res
@@ -411,7 +425,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--fidelity", action="store_true", help="results of each landmark_mode vs the baseline")
     ap.add_argument("--real", type=Path, help="folder holding the untarred face_recognition 1.3.0 sdist")
     ap.add_argument("--flame53", action="store_true", help="also EMOCA encoder frames/s on the CPU")
-    ap.add_argument("--modes", default="direct,image,video", help="landmark modes to time the stage in")
+    ap.add_argument("--modes", default="direct,image,video",
+                    help="landmark modes to time the stage in; direct:k = direct with faces.landmark_every k")
     ap.add_argument("--rounds", type=int, default=3, help="turns of baseline and stages (ratios from their sums)")
     ap.add_argument("--json", type=Path, help="also write the figures here")
     args = ap.parse_args(argv)
@@ -438,7 +453,7 @@ def main(argv=None) -> dict:
         for k in range(args.rounds):
             runs["landmarker"].append(bench_landmarker(lm_frames, lm_boxes, base_lm))
             for mode in modes:
-                runs[mode].append(bench_stage(clip, args.seconds, cfg.model_copy(update={"landmark_mode": mode})))
+                runs[mode].append(bench_stage(clip, args.seconds, mode_cfg(cfg, mode)))
             print(f"round {k + 1}/{args.rounds}", {m: r[-1]["fps_per_core"] for m, r in runs.items()}, flush=True)
         del lm_frames
         res["landmarker"] = merged(runs["landmarker"])

@@ -124,7 +124,8 @@ def test_landmarker_is_mediapipes_own_tracking(paths, photo_frames):
 
 class _Track:
     def __init__(self, box):
-        self.last_box, self.active, self.landmarks, self.transforms, self.boxes = box, True, [], [], []
+        self.last_box, self.active, self.misses = box, True, 0
+        self.landmarks, self.transforms, self.boxes, self.measured = [], [], [], []
 
 
 def test_direct_mode_follows_a_face_like_the_image_mode(paths, photo_frames):
@@ -148,6 +149,7 @@ def test_direct_mode_follows_a_face_like_the_image_mode(paths, photo_frames):
             t.landmarks.append(r.landmarks)
             t.transforms.append(r.transform)
             t.boxes.append(r.box)
+            t.measured.append(r.measured)
             t.last_box = r.box
             want_tf.append(q.transform)
         direct.complete(t)
@@ -185,3 +187,36 @@ def test_a_face_that_jumps_half_its_size_per_frame_stays_one_track(photo_frames)
     assert [(t.n, t.frames[0]) for t in tracks] == [(24, 0)]
     centres = np.array([(b[0] + b[2]) / 2 for b in tracks[0].boxes])
     assert np.all(np.abs(np.diff(centres)) > 50)         # it followed every jump
+
+
+def test_landmark_every_k_frames_interpolates_between_measured_ones(paths, photo_frames):
+    """faces.landmark_every = 3: one frame in three is landmarked, the two between are interpolated
+    (landmarks, blendshapes, box, sharpness; the pose from them), the track stays whole."""
+    from extract.faces.detect import FaceDetector
+    from extract.faces.landmarks import CropLandmarker
+    from extract.faces.tracks import Tracker
+
+    frames = photo_frames["obama2"]          # zooming, drifting, rolling; the mouth open
+    det = FaceDetector(paths["face_detector_full_range"])
+    out = {}
+    for k in (1, 3):
+        with CropLandmarker(paths["face_landmarker"], mode="direct", every=k) as lm:
+            tr = Tracker(det, lm, CFG.detect_every, CFG.track_min_px, CFG.link_iou, CFG.merge_iou, CFG.max_gap,
+                         CFG.identity_max_jump)
+            for i, f in enumerate(frames):
+                tr.step(i, f)
+            (t,) = tr.finish()
+            out[k] = t
+    every, third = out[1], out[3]
+    assert third.frames == every.frames == list(range(len(frames)))
+    assert third.measured == [i % 3 == 0 for i in range(len(frames))]
+    # between two measured frames: the linear mix of them, not a copy of the earlier one
+    np.testing.assert_allclose(third.landmarks[1], (2 * third.landmarks[0] + third.landmarks[3]) / 3, atol=1e-3)
+    assert not np.allclose(third.landmarks[1], third.landmarks[0])
+    # against every frame: within a pixel on average, blendshapes within 0.03
+    lm_err = np.mean([np.linalg.norm(a[:, :2] - b[:, :2], axis=1).mean() for a, b in zip(every.landmarks, third.landmarks)])
+    bs_err = np.mean([np.abs(a - b).mean() for a, b in zip(every.blendshapes, third.blendshapes)])
+    assert lm_err < 1.5 and bs_err < 0.03
+    assert all(tf is not None and np.isfinite(tf).all() for tf in third.transforms)
+    with pytest.raises(ValueError, match="landmark_every"):
+        CropLandmarker(paths["face_landmarker"], mode="image", every=2)

@@ -49,6 +49,8 @@ class FaceResult:
     #                               relative); "direct" mode: None until CropLandmarker.complete(track)
     box: np.ndarray          # (4,) float32 landmark bounding box x0, y0, x1, y1 in frame px
     sharpness: float         # variance of the Laplacian over the face part of the gray crop
+    measured: bool = True    # False: faces.landmark_every passed this frame over (an estimate until
+    #                          complete(track) interpolates it)
 
 
 def square_from_box(box) -> tuple[float, float, float]:
@@ -67,6 +69,16 @@ def crop_square(frame: np.ndarray, cx: float, cy: float, side: float, out: int) 
     interp = cv2.INTER_AREA if k < 1 else cv2.INTER_LINEAR
     crop = cv2.warpAffine(frame, M, (out, out), flags=interp, borderMode=cv2.BORDER_CONSTANT)
     return crop, x0, y0, side
+
+
+def _since_measured(track) -> int:
+    """How many of the track's latest results are estimates (landmark_every), back to a measured one."""
+    n = 0
+    for m in reversed(track.measured):
+        if m:
+            break
+        n += 1
+    return n
 
 
 def face_sharpness(frame: np.ndarray, box, crop_scale: float, crop_px: int) -> float:
@@ -153,9 +165,12 @@ class CropLandmarker(TaskOwner):
     longer active."""
 
     def __init__(self, model_path: str, crop_scale: float = 2.0, crop_px: int = 256, min_conf: float = 0.5,
-                 mode: str = "direct", direct: bool | None = None):
+                 mode: str = "direct", direct: bool | None = None, every: int = 1):
         if mode not in MODES:
             raise ValueError(f"faces.landmark_mode must be one of {', '.join(MODES)}, not {mode!r}")
+        if every != 1 and mode != "direct":
+            raise ValueError(f"faces.landmark_every = {every} needs landmark_mode direct, not {mode!r}")
+        self.every = max(1, int(every))
         self.model_path, self.min_conf, self.mode = str(model_path), float(min_conf), mode
         self.direct = direct_available() if direct is None else bool(direct and direct_available())
         self._net = self._task = None
@@ -187,6 +202,10 @@ class CropLandmarker(TaskOwner):
         """Landmarks of `track`'s face on this frame, from its last landmarks ("direct") or a crop
         around its last landmark box."""
         if self._net is not None:
+            if self.every > 1 and track.landmarks and track.misses == 0 and _since_measured(track) < self.every - 1:
+                # landmark_every: pass this frame over, holding the last result until complete()
+                return FaceResult(track.landmarks[-1], track.blendshapes[-1], None, track.boxes[-1],
+                                  track.sharpness[-1], measured=False)
             return self._on_net(frame, track.landmarks[-1] if track.landmarks else None, track.last_box)
         if self.mode == "image":
             return self._on(self._task, frame, track.last_box)
@@ -231,7 +250,10 @@ class CropLandmarker(TaskOwner):
 
     def complete(self, track) -> None:
         """Fill what the frames left for the end of the track: in "direct" mode the head poses,
-        measured as the other modes measure them (in the frame of a crop_scale × box square)."""
+        measured as the other modes measure them (in the frame of a crop_scale × box square), after
+        the frames landmark_every passed over are interpolated between the measured ones."""
+        if not all(track.measured):
+            _interpolate_estimates(track)
         todo = [k for k, tf in enumerate(track.transforms) if tf is None]
         for c in range(0, len(todo), POSE_BATCH):
             ks = todo[c:c + POSE_BATCH]
@@ -274,14 +296,32 @@ class CropLandmarker(TaskOwner):
         self._task, self._free, self._leases, self._net = None, [], {}, None
 
 
+def _interpolate_estimates(track) -> None:
+    """Landmarks, blendshapes, boxes and sharpness of the estimated results, linear in the frame
+    index between the measured results around them; after the last measured one, held."""
+    meas = np.flatnonzero(track.measured)
+    f = np.asarray(track.frames, np.float64)
+    for k in np.flatnonzero(~np.asarray(track.measured, bool)):
+        j = np.searchsorted(meas, k)
+        if j == len(meas):
+            continue                                    # the track's end: the held result stays
+        p, q = meas[j - 1], meas[j]
+        w = (f[k] - f[p]) / (f[q] - f[p])
+        for name in ("landmarks", "blendshapes", "boxes"):
+            seq = getattr(track, name)
+            seq[k] = ((1 - w) * seq[p] + w * seq[q]).astype(np.float32)
+        track.sharpness[k] = float((1 - w) * track.sharpness[p] + w * track.sharpness[q])
+
+
 _landmarkers = PerThread()
 
 
-def get_landmarker(model_path: str, crop_scale: float = 2.0, crop_px: int = 256, mode: str = "direct") -> CropLandmarker:
+def get_landmarker(model_path: str, crop_scale: float = 2.0, crop_px: int = 256, mode: str = "direct",
+                   every: int = 1) -> CropLandmarker:
     """One landmarker per thread and setting (module-level lazy singletons; task objects are not
     shared between threads)."""
-    return _landmarkers.get((str(model_path), float(crop_scale), int(crop_px), mode),
-                            lambda: CropLandmarker(model_path, crop_scale, crop_px, mode=mode))
+    return _landmarkers.get((str(model_path), float(crop_scale), int(crop_px), mode, int(every)),
+                            lambda: CropLandmarker(model_path, crop_scale, crop_px, mode=mode, every=every))
 
 
 def close_all() -> None:

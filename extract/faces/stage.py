@@ -40,7 +40,8 @@ def load_models(cfg):
     if isinstance(paths, Exception):
         raise paths
     return (get_detector(paths["face_detector_full_range"], cfg.detect_min_conf),
-            get_landmarker(paths["face_landmarker"], cfg.crop_scale, cfg.crop_px, cfg.landmark_mode))
+            get_landmarker(paths["face_landmarker"], cfg.crop_scale, cfg.crop_px, cfg.landmark_mode,
+                           cfg.landmark_every))
 
 
 @dataclass
@@ -108,7 +109,9 @@ def analyse(path, start: float, end: float | None, cfg, info=None) -> Analysis:
                            "unconfirmed_detections": tracker.unconfirmed,
                            "small_detections": tracker.small,
                            "small_detection_px_max": round(tracker.small_px_max / scale, 1),
-                           "identity_splits": tracker.identity_splits, "preroll_frames": pre})
+                           "identity_splits": tracker.identity_splits, "preroll_frames": pre,
+                           # frames of kept tracks that faces.landmark_every interpolated, not measured
+                           "estimated_frames": sum(len(t.measured) - sum(t.measured) for t in tracks)})
 
 
 def _output_arrays(d: dict, a: Analysis, cfg) -> dict:

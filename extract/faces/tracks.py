@@ -39,6 +39,7 @@ class Track:
     boxes: list = field(default_factory=list)       # landmark boxes, analysis px
     sharpness: list = field(default_factory=list)
     jumps: list = field(default_factory=list)       # identity distance to the track's recent past
+    measured: list = field(default_factory=list)    # False: a frame faces.landmark_every passed over
     last_box: np.ndarray | None = None
     misses: int = 0
     active: bool = True
@@ -55,6 +56,7 @@ class Track:
         self.transforms.append(r.transform)
         self.boxes.append(r.box)
         self.sharpness.append(r.sharpness)
+        self.measured.append(r.measured)
         self.last_box = r.box
         self.misses = 0
 
@@ -138,7 +140,7 @@ class Tracker:
             if r is None:
                 r = self._refind(i, t, frame)
             if r is not None:
-                sig = self._signature(frame, r)
+                sig = self._signature(frame, r) if r.measured else None   # an estimate: nothing to check
                 jump = t.ident.jump(sig) if sig is not None else 0.0
                 if jump > self.identity_max_jump:   # someone else: end this track, start another here
                     t.active = False

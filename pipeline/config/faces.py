@@ -31,6 +31,11 @@ class FacesConfig(Section):
                   "takes from the previous landmarks, about half the CPU of image; image: MediaPipe's IMAGE "
                   "mode on every crop (its short-range detector each frame; the landmarker before issue 19); video: "
                   "a MediaPipe VIDEO-mode task per track (benchmarks/bench_faces.py --fidelity compares them)")
+    landmark_every: int = F(1, "landmark each track on every k-th frame only (direct mode); the frames between get "
+                               "landmarks, blendshapes and pose interpolated from the measured ones around them "
+                               "(the last k-1 of a track hold the last measurement). 1 = every frame (default): "
+                               "benchmarks/bench_faces.py --fidelity reports the blendshape error of 2 and 3 "
+                               "against it", ge=1)
     link_iou: float = F(0.3, "IoU linking a detection to a track (detector and landmark boxes differ in shape)")
     merge_iou: float = F(0.5, "two tracks overlapping this much follow the same face: keep the older")
     max_gap: int = F(12, "bridge up to this many frames without landmarks (0.5 s at 25 fps), interpolated and "
