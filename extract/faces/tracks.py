@@ -1,7 +1,8 @@
 """Face tracks: an online tracker over the decoded frames, and dense per-frame arrays per track.
 
-Each active track is followed by the landmarker on a crop around its previous landmark box (cheap,
-and more precise than re-detecting). The full-range detector runs every `detect_every` frames, after
+Each active track is followed by the landmarker from its previous landmarks (cheap, and more precise
+than re-detecting); a face that jumped out of that region (a whip pan) is found again by the detector
+nearest its last box. The full-range detector runs every `detect_every` frames, after
 a cut, and whenever no track is active; detections that overlap no track (IoU < link_iou) start new
 tracks once the landmarker confirms a face there. A track that loses its face for more than `max_gap`
 frames ends; shorter gaps are bridged (interpolated, marked invalid). Cuts end every track, so no
@@ -136,7 +137,7 @@ class Tracker:
         # follow existing tracks from their last box
         for t in self.active():
             self.n_landmark += 1
-            r = self.landmarker.follow(t, frame)   # issue 19: the track's own task in VIDEO mode
+            r = self.landmarker.follow(t, frame)
             if r is None:
                 r = self._refind(i, t, frame)
             if r is not None:
