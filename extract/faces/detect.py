@@ -1,7 +1,7 @@
 """Full-range BlazeFace detector (MediaPipe's FaceDetector, run directly with LiteRT).
 
 The Face Landmarker's built-in detector is short-range and misses two-shots and small faces
-(measured: no face in a two-shot of 256-px faces, none ~100 px wide at 720p), so faces are found here and the landmarker only runs on crops around them.
+(measured: no face in a two-shot of 256-px faces, none ~100 px wide at 720p), so faces are found here and the landmarker only runs on regions around them.
 """
 from __future__ import annotations
 

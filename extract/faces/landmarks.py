@@ -86,16 +86,17 @@ def face_sharpness(frame: np.ndarray, box, crop_scale: float, crop_px: int) -> f
     only its centre half (the box's square at the same resolution)."""
     cx, cy, s = square_from_box(box)
     half, _, _, _ = crop_square(frame, cx, cy, s * crop_scale / 2, crop_px // 2)
-    g = cv2.cvtColor(half, cv2.COLOR_RGB2GRAY)
-    return float(cv2.Laplacian(g, cv2.CV_64F).var())
+    return _laplacian_var(half)
 
 
 def sharpness(crop: np.ndarray) -> float:
     """Variance of the Laplacian on the centre half of the crop (the face, not the background)."""
     h, w = crop.shape[:2]
-    c = crop[h // 4: 3 * h // 4, w // 4: 3 * w // 4]
-    g = cv2.cvtColor(c, cv2.COLOR_RGB2GRAY)
-    return float(cv2.Laplacian(g, cv2.CV_64F).var())
+    return _laplacian_var(crop[h // 4: 3 * h // 4, w // 4: 3 * w // 4])
+
+
+def _laplacian_var(rgb: np.ndarray) -> float:
+    return float(cv2.Laplacian(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY), cv2.CV_64F).var())
 
 
 def _faces_public(res) -> list:
