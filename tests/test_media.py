@@ -263,3 +263,109 @@ def test_build_applies_the_media_config(sample_dir, tmp_path):
         media.configure(media.MediaConfig())  # later tests in this process use the defaults again
     bad = [r for r in res.records if not r.ok]
     assert bad and all("/nonexistent/ffmpeg" in r.detail for r in bad), [r.detail for r in res.records]
+
+
+# --- media timelines (issue 24): every frame and sample at its own time on the media timeline --------
+
+def _ts_copy(src: Path, dest: Path, *opts: str) -> Path:
+    """An MPEG-TS copy of `src` (the same coded frames) as a broadcast cut has it: PTS that start late.
+    MP2 audio (broadcast's codec): AAC's 1024-sample priming would put the container's start 64 ms
+    before the first frame, which is the TS's true timeline but not the MP4's (whose edit list hides it)."""
+    _ff("-i", str(src), "-map", "0:v", "-map", "0:a", "-c:v", "copy", "-c:a", "mp2", *opts, str(dest))
+    return dest
+
+
+def _same_pictures(frames: np.ndarray, t: np.ndarray, ref: np.ndarray, ref_t: np.ndarray) -> bool:
+    """Each frame is one of the reference's frames displayed within one frame period (40 ms) of its t."""
+    for f, tt in zip(frames.astype(int), t):
+        near = np.flatnonzero(np.abs(ref_t - tt) < 0.04 + 1e-6)
+        if not len(near) or min(np.abs(f - ref[j]).mean() for j in near) >= 1.0:
+            return False
+    return True
+
+
+@pytest.mark.parametrize("opts", [("-output_ts_offset", "3600"), ("-muxdelay", "1.4"), ()],
+                         ids=["offset3600", "muxdelay1.4", "plain"])
+def test_ts_cut_gives_the_frames_of_its_mp4(sample_dir, tmp_path, opts):
+    """Before: -ss on a TS landed a GOP late and `-t` counted from there: 0 frames for 1.0-2.0 s."""
+    clip = sample_dir / "folder" / "talk_01.mp4"
+    ts = _ts_copy(clip, tmp_path / "cut.ts", *opts)
+    info = probe(ts)
+    ref, ref_t = _all(decode(clip, fps=None, max_side=160))
+    for fps in (None, 25.0):
+        for start, end in ((0.0, None), (1.0, 2.0), (2.2, 3.4), (0.3, 1.1), (4.1, 4.9)):
+            _, ta = _all(decode(clip, start, end, fps=fps, max_side=160))
+            b, tb = _all(decode(ts, start, end, fps=fps, max_side=160, info=info))
+            assert abs(len(tb) - len(ta)) <= 1, (fps, start, end, len(ta), len(tb))
+            assert start <= tb[0] < start + 0.04 + 1e-6 and tb[-1] < (end or 5.04), (fps, start, end, tb[0])
+            assert _same_pictures(b, tb, ref, ref_t), (fps, start, end)
+    assert info.start_time > 1.0 and abs(info.video_start) < 0.04 and info.n_frames == 125
+
+
+def test_mkv_copy_gives_the_frames_of_its_mp4(sample_dir, tmp_path):
+    clip = sample_dir / "folder" / "talk_01.mp4"
+    mkv = tmp_path / "x.mkv"
+    _ff("-i", str(clip), "-c", "copy", str(mkv))
+    for fps in (None, 25.0):
+        a, ta = _all(decode(clip, 1.3, 2.9, fps=fps, max_side=160))
+        b, tb = _all(decode(mkv, 1.3, 2.9, fps=fps, max_side=160))
+        assert len(ta) == len(tb) and np.abs(tb - ta).max() < 1e-3
+        assert np.abs(a.astype(int) - b.astype(int)).mean() < 1.0
+
+
+def _late_beep(tmp_path: Path, ext: str) -> Path:
+    """5 s of video; the audio track starts 1.5 s late and beeps 0.5 s into itself: at 2.0 s."""
+    wav = tmp_path / "beep.wav"
+    if not wav.exists():
+        _ff("-f", "lavfi", "-i", "aevalsrc='if(between(t,0.5,0.6),0.5*sin(2*PI*1000*t),0)':s=16000:d=3.5",
+            "-c:a", "pcm_s16le", str(wav))
+    out = tmp_path / f"late.{ext}"
+    _ff("-f", "lavfi", "-i", "testsrc2=size=160x90:rate=25:duration=5", "-itsoffset", "1.5", "-i", str(wav),
+        "-map", "0:v", "-map", "1:a", "-c:v", "libx264", "-preset", "ultrafast", "-g", "50", "-pix_fmt", "yuv420p",
+        "-c:a", "aac", "-b:a", "64k", str(out))
+    return out
+
+
+@pytest.mark.parametrize("ext", ["mp4", "mkv", "ts"])
+def test_read_audio_places_late_audio_on_the_video_timeline(tmp_path, ext):
+    """Before: samples came from the first audio packet on, so the 2.0 s beep read at ~0.5 s."""
+    clip = _late_beep(tmp_path, ext)
+    info = probe(clip)
+    for start in (0.0, 1.0, 1.7):
+        a = read_audio(clip, start, 4.0, info=info)
+        assert len(a) == round((4.0 - start) * 16000)
+        loud = np.flatnonzero(np.abs(a) > 0.1)
+        assert start + loud[0] / 16000 == pytest.approx(2.0, abs=0.02), (ext, start)
+        # zeros before the audio's first sample, not someone else's samples
+        lead = int(round((1.4 - start) * 16000))
+        if lead > 0:
+            assert np.abs(a[:lead]).max() < 1e-3
+    assert info.audio_streams[0]["start"] == pytest.approx(1.5, abs=0.1)
+
+
+def _two_tracks(sample_dir: Path, dest: Path, *opts: str) -> Path:
+    """talk_01 with a silent first audio track (German commentary) before its English speech track."""
+    _ff("-i", str(sample_dir / "folder" / "talk_01.mp4"), "-f", "lavfi", "-i", "anullsrc=r=16000:cl=mono",
+        "-map", "0:v", "-map", "1:a", "-map", "0:a", "-c:v", "copy", "-c:a", "aac", "-shortest",
+        "-metadata:s:a:0", "language=deu", "-metadata:s:a:1", "language=eng", *opts, str(dest))
+    return dest
+
+
+def test_two_audio_streams_are_listed_and_the_speech_one_read(sample_dir, tmp_path):
+    """Before: `-map 0:a:0` read the silent first track: no usable audio for the speaker check."""
+    speech = read_audio(sample_dir / "folder" / "talk_01.mp4")
+    # the silent track marked default: the default wins, then its silence moves the read
+    both = _two_tracks(sample_dir, tmp_path / "two.mp4", "-disposition:a:0", "default", "-disposition:a:1", "0")
+    info = probe(both)
+    langs = [(s["language"], s["default"], s["rate"], s["channels"]) for s in info.audio_streams]
+    assert langs == [("deu", True, 16000, 1), ("eng", False, 16000, 1)]
+    assert info.audio_index == 0 and json.loads(json.dumps(info.to_json()))["audio_streams"][1]["language"] == "eng"
+    a, k = media.read_audio_stream(both, info=info)
+    m = min(len(a), len(speech))
+    assert k == 1 and np.corrcoef(a[:m], speech[:m])[0, 1] > 0.95
+    # no default disposition: the preferred language decides
+    plain = _two_tracks(sample_dir, tmp_path / "nodefault.mkv", "-disposition:a:0", "0", "-disposition:a:1", "0")
+    info = probe(plain)
+    assert [s["default"] for s in info.audio_streams] == [False, False] and info.audio_index == 1
+    assert media.choose_audio_stream(info, ["deu"]) == 0 and media.choose_audio_stream(info, ["fra"]) == 0
+    assert np.corrcoef(read_audio(plain, 1.0, 3.0, info=info), speech[16000:48000])[0, 1] > 0.95
