@@ -70,18 +70,25 @@ def outside_share(box: np.ndarray, landmarks: np.ndarray, size: tuple) -> np.nda
     return np.maximum(box_out, lm_out)
 
 
-def coverage(d: dict, n: int) -> tuple[float, int, int]:
-    """(share of the n frames from the first to the last valid frame, first, last)."""
+def coverage(d: dict, n: int, lead: int = 0, n_span: int | None = None) -> tuple[float, int, int]:
+    """(share of the utterance from the first to the last valid frame, first, last). first/last are
+    frame indices on the utterance's own grid of `n_span` frame periods; `lead` is the grid index of the
+    first analysed frame. Measured against the utterance, not the n frames decoded: frames the media
+    does not have at either edge (a video that starts late, a decode that lost its first frames) count
+    as not covered."""
+    n_span = n if n_span is None else n_span
     idx = np.flatnonzero(d["valid"])
-    if not len(idx) or not n:
+    if not len(idx) or not n_span:
         return 0.0, 0, -1
-    return float((idx[-1] - idx[0] + 1) / n), int(idx[0]), int(idx[-1])
+    first, last = max(0, int(idx[0]) + lead), min(n_span - 1, int(idx[-1]) + lead)
+    return float(max(0, last - first + 1) / n_span), first, last
 
 
 def figures(d: dict, n: int, scale: float, size: tuple | None = None, fps: float = 25.0,
-            max_outside: float = 0.05) -> dict:
-    """Quality figures of one dense track (see tracks.dense) over a segment of n frames. Sizes are
-    in original pixels (analysis px / scale); `size` = (w, h) of the analysed frames."""
+            max_outside: float = 0.05, lead: int = 0, n_span: int | None = None) -> dict:
+    """Quality figures of one dense track (see tracks.dense) over a segment of n analysed frames. Sizes
+    are in original pixels (analysis px / scale); `size` = (w, h) of the analysed frames; `lead`,
+    `n_span`: where the analysed frames lie on the utterance's grid (see coverage)."""
     v = d["valid"]
     sizes = face_sizes(d["box"]) / scale
     ypr = euler_deg(d["transform"][v]) if v.any() else np.zeros((0, 3))
@@ -98,7 +105,7 @@ def figures(d: dict, n: int, scale: float, size: tuple | None = None, fps: float
         "sharpness_median": round(float(np.median(sharp)) if len(sharp) else 0.0, 2),
         "jitter_median": round(jitter(d["landmarks"], v, face_sizes(d["box"])), 5),
     }
-    cov, first, last = coverage(d, n)
+    cov, first, last = coverage(d, n, lead, n_span)
     q.update(coverage=round(cov, 4), covered_from_s=round(first / fps, 3), covered_to_s=round((last + 1) / fps, 3))
     jumps = d.get("identity_jump")
     if jumps is not None and v.any():

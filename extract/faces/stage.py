@@ -16,7 +16,7 @@ from pipeline.records import Reason, Record, Status
 from pipeline.stage import Stage
 
 STAGE = "faces"
-CODE_VERSION = "3"   # 2: pre-roll cut detection, identity splits, coverage; quality.json has an `overview`; 3: LiteRT detector + landmarker, YUV downscale
+CODE_VERSION = "4"   # 2: pre-roll cut detection, identity splits, coverage; quality.json has an `overview`; 3: LiteRT detector + landmarker, YUV downscale; 4: frames and audio on the media timeline, coverage against the utterance span, audio stream recorded
 
 _MODEL_PATHS: dict = {}
 
@@ -55,6 +55,8 @@ class Analysis:
     tracks: list                 # extract.faces.tracks.Track
     faces_per_frame: np.ndarray  # (n,) tracked faces with landmarks on each frame
     stats: dict = field(default_factory=dict)
+    span_frames: int | None = None  # frame periods in the utterance [start, end) (None: n)
+    lead: int = 0                # the utterance-grid index of the first analysed frame (> 0: the media starts late)
 
 
 def _segment_frames(path, start: float, end: float | None, cfg, max_side: int, info=None):
@@ -81,6 +83,13 @@ def analyse(path, start: float, end: float | None, cfg, info=None) -> Analysis:
     from extract.faces.shots import ShotDetector
     from extract.faces.tracks import Tracker
 
+    import math
+
+    from pipeline.media import probe
+
+    if end is None:
+        info = info or probe(path)
+        end = info.video_start + info.duration
     detector, landmarker = load_models(cfg)
     shots = ShotDetector(cfg.shot_threshold, max(1, int(round(cfg.shot_min_len_s * cfg.analysis_fps))))
     tracker = Tracker(detector, landmarker, cfg.detect_every, cfg.track_min_px, cfg.link_iou, cfg.merge_iou,
@@ -100,6 +109,10 @@ def analyse(path, start: float, end: float | None, cfg, info=None) -> Analysis:
         ts.append(tt - start)
         i += 1
     tracks = tracker.finish()
+    # where the analysed frames lie on the utterance's grid start + k/fps: the first and last decoded
+    # frame are checked against the span, so coverage counts what the media did not deliver
+    span_frames = max(1, math.ceil((end - start) * cfg.analysis_fps - 1e-6))
+    lead = int(round(ts[0] * cfg.analysis_fps)) if ts else 0
     per_frame = np.zeros(i, int)
     for tr in tracks:
         per_frame[np.asarray(tr.frames, int)] += 1
@@ -111,7 +124,9 @@ def analyse(path, start: float, end: float | None, cfg, info=None) -> Analysis:
                            "small_detection_px_max": round(tracker.small_px_max / scale, 1),
                            "identity_splits": tracker.identity_splits, "preroll_frames": pre,
                            # frames of kept tracks that faces.landmark_every interpolated, not measured
-                           "estimated_frames": sum(len(t.measured) - sum(t.measured) for t in tracks)})
+                           "estimated_frames": sum(len(t.measured) - sum(t.measured) for t in tracks),
+                           "span_frames": span_frames, "lead_frames": lead},
+                    span_frames=span_frames, lead=lead)
 
 
 def _output_arrays(d: dict, a: Analysis, cfg) -> dict:
@@ -160,7 +175,7 @@ def evaluate(a: Analysis, cfg, loudness=None):
     if dec.keep is None:
         return dec, None, figs, (dec.reason, dec.detail)
     d = ds[dec.keep]
-    q = quality.figures(d, a.n, a.scale, a.size, a.fps, cfg.max_outside)
+    q = quality.figures(d, a.n, a.scale, a.size, a.fps, cfg.max_outside, a.lead, a.span_frames)
     figs.update(q)
     figs["per_frame"] = quality.per_frame(d, a.scale, a.size)
     return dec, d, figs, quality.check(q, cfg)
@@ -181,9 +196,14 @@ def overview(ds: list[dict], a: Analysis, keep: int | None) -> dict:
 def _loudness_fn(path, start, end, a: Analysis, rate: int, info):
     def fn():
         from extract.faces.select import loudness_envelope
-        from pipeline.media import read_audio
+        from pipeline.media import read_audio_stream
 
-        audio = read_audio(path, start, end, rate=rate, info=info)
+        audio, k = read_audio_stream(path, start, end, rate=rate, info=info)
+        # the audio stream the speaker check heard (position among the audio streams, ffmpeg's 0:a:N);
+        # a.stats enters the quality figures and the record after the decision
+        if k >= 0:
+            a.stats["audio_stream"] = k
+            a.stats["audio_lang"] = info.audio_streams[k]["language"] if info and info.audio_streams else ""
         return loudness_envelope(audio, rate, a.t, a.fps) if len(audio) else None
     return fn
 
