@@ -64,12 +64,35 @@ class IngestStage(Stage):
 INGEST = IngestStage()
 
 
-def segments_frame(rows: list[dict]) -> pd.DataFrame:
-    """The segment table with fixed columns and dtypes, sorted by source, video, start (then end, id)."""
+def segments_frame(rows: list[dict], records: list[Record] | None = None) -> pd.DataFrame:
+    """The segment table with fixed columns and dtypes, sorted by source, video, start (then end, id).
+
+    A segment id twice never disappears silently: a genuine duplicate (the same video bytes, span and
+    text, e.g. one clip reachable twice) is kept once and the drop recorded (`input.duplicate`) in
+    `records`; a different row under the same id would be a reader's bug (ids are
+    stable_id(source, video, start, end) and video ids cannot collide): kept out and recorded as
+    `internal.error`, naming both rows."""
     df = pd.DataFrame(rows, columns=SEGMENT_COLUMNS)
     for c in SEGMENT_COLUMNS:
         df[c] = df[c].astype("float64") if c in ("start", "end") else df[c].astype("string").fillna("").astype(object)
-    df = df.drop_duplicates("segment_id", keep="first")
+    dup = df.duplicated("segment_id", keep="first")
+    if dup.any():
+        from pipeline.records import Reason, failed, skipped
+
+        kept = df[~dup].set_index("segment_id")
+        for r in df[dup].itertuples(index=False):
+            k = kept.loc[r.segment_id]
+            what = f"segment {r.segment_id} ({r.video_path} {r.start:.3f}-{r.end:.3f} s)"
+            item = f"{r.source_id}/{r.video_id}"
+            same = (k.video_hash, k.start, k.end, k.text) == (r.video_hash, r.start, r.end, r.text)
+            rec = (skipped(STAGE, item, Reason.DUPLICATE_SOURCE,
+                           f"{what}: the same video bytes, span and text as {k.video_path}: kept once") if same else
+                   failed(STAGE, item, Reason.ERROR,
+                          f"{what}: its id is also that of a different segment ({k.video_path} {k.start:.3f}-"
+                          f"{k.end:.3f} s, {k.text[:40]!r}): left out (a bug: segment ids must not collide)"))
+            if records is not None:
+                records.append(rec)
+        df = df[~dup]
     return df.sort_values(["source_id", "video_id", "start", "end", "segment_id"], kind="mergesort").reset_index(drop=True)
 
 

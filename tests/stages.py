@@ -33,4 +33,4 @@ def ingest_manifest(manifest, ctx):
             r, rc = ingest_source(entry, manifest, ctx)
             rows += r
             recs += rc
-    return segments_frame(rows), recs
+    return segments_frame(rows, recs), recs

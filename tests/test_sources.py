@@ -329,3 +329,45 @@ def test_sample_manifest_end_to_end(sample_dir, tmp_path, workspace):
     assert r["meld/dev/dia0_utt1"].reason is Reason.BAD_TIME
     assert not any(x.item_id.startswith("off") for x in recs)
     assert (df["end"] > df["start"]).all() and (df["video_hash"].str.len() == 64).all()
+
+
+def test_same_stem_different_extension_gets_distinct_ids(tmp_path, workspace, tiny_mp4):
+    """x.mp4 + x.ts in one folder (issue 24): before, both were video 'x' with identical segment ids and
+    segments_frame dropped the second file's segments without a record while both said ok."""
+    from extract.ingest import segments_frame
+    from pipeline.media import ffmpeg_exe
+
+    f = tmp_path / "clips"
+    f.mkdir()
+    shutil.copy(tiny_mp4, f / "x.mp4")
+    subprocess.run([ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-i", str(tiny_mp4), "-c", "copy",
+                    str(f / "x.ts")], check=True)
+    shutil.copy(tiny_mp4, f / "y.mp4")                      # no twin: its id keeps the old form
+    for n in ("x", "y"):
+        (f / f"{n}.vtt").write_text("WEBVTT\n\n00:00:00.200 --> 00:00:01.200\nFirst sentence.\n")
+    m = _manifest(tmp_path, [{"id": "fold", "kind": "folder", "path": "clips", "pattern": "*[4s]"}])   # .mp4 and .ts
+    rows, recs = ingest_source(m.sources[0], m, _ctx(workspace, tmp_path))
+    assert sorted(r.item_id for r in recs) == ["fold/x.mp4", "fold/x.ts", "fold/y"] and all(r.ok for r in recs)
+    assert sorted(x["video_id"] for x in rows) == ["x.mp4", "x.ts", "y"]
+    seg_recs: list = []
+    df = segments_frame(rows, seg_recs)
+    assert len(df) == 3 and df["segment_id"].is_unique and not seg_recs
+    # a table naming both files: two rows, not one row and a 'duplicate'
+    (f / "t.csv").write_text("video,start,end,text\nx.mp4,0.2,1.2,Hello there.\nx.ts,0.2,1.2,Hello there.\n")
+    m = _manifest(tmp_path, [{"id": "tab", "kind": "table", "path": "clips/t.csv"}])
+    rows, recs = ingest_source(m.sources[0], m, _ctx(workspace, tmp_path))
+    assert all(r.ok for r in recs) and sorted(x["video_id"] for x in rows) == ["x.mp4", "x.ts"]
+
+
+def test_segments_frame_never_drops_a_row_silently(tmp_path, workspace, tiny_mp4):
+    from extract.ingest import segments_frame
+    from extract.sources.common import segment_row
+
+    a = segment_row(source_id="s", source_kind="folder", video_id="v", video_path=tiny_mp4, video_hash="h1",
+                    start=0.2, end=1.2, text="Hello.")
+    other = {**a, "video_path": "/else/v.ts", "video_hash": "h2", "text": "Another text."}   # same id, other row
+    recs: list = []
+    df = segments_frame([a, dict(a), other], recs)
+    assert len(df) == 1 and [(r.status.value, r.reason) for r in recs] == [
+        ("skipped", Reason.DUPLICATE_SOURCE), ("failed", Reason.ERROR)]
+    assert "/else/v.ts" in recs[1].detail and str(tiny_mp4) in recs[1].detail

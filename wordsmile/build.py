@@ -183,7 +183,7 @@ class Build:
         results = mapper("ingest", [("ingest", (e, self.manifest), self.ctx) for e in entries])
         rows = [row for segs, _ in results for row in segs]
         recs = [r for _, rs in results for r in rs]
-        segs = segments_frame(rows)
+        segs = segments_frame(rows, recs)   # records any segment id it drops
         self._save_state("ingest", segs, recs)
         return segs, recs
 

@@ -21,6 +21,9 @@ SEGMENT_COLUMNS = ["segment_id", "source_id", "source_kind", "video_id", "video_
                    "start", "end", "text", "words", "speaker", "emotion", "sentiment", "split",
                    "url", "title", "uploader", "license", "downloaded_at", "tool_versions"]
 
+# video file extensions (the YouTube reader's download files, the local-id twin check)
+MEDIA_EXTS = (".mp4", ".mkv", ".webm", ".mov", ".m4v", ".avi", ".flv", ".3gp", ".ts")
+
 SPLIT_ALIASES = {"train": "train", "training": "train", "dev": "dev", "val": "dev", "valid": "dev",
                  "validation": "dev", "test": "test", "testing": "test", "": ""}
 
@@ -41,6 +44,36 @@ class Provenance:
     license: str = ""
     downloaded_at: str = ""
     tool_versions: str = "{}"
+
+
+class LocalVideoIds:
+    """The video_id of a local media file: its path under the source's root (else its name) without the
+    extension, as its sidecar captions are named, unless another video file of the same stem lies in the
+    same folder (x.mp4 + x.ts): then with the extension, so the two never share a video_id and with it
+    every segment id (stable_id(source, video, start, end)). Only twins get the extension, so the ids
+    of every other clip, and of datasets already built from them, stay as they were. Decided by what is
+    on disk (one listing per folder), so a file's id does not depend on which rows or pattern name it."""
+
+    def __init__(self):
+        self._stems: dict[Path, dict[str, int]] = {}
+
+    def __call__(self, media: Path, root: Path | None = None) -> str:
+        try:
+            rel = media.relative_to(root) if root is not None else Path(media.name)
+        except ValueError:
+            rel = Path(media.name)
+        folder = media.parent
+        if folder not in self._stems:
+            counts: dict[str, int] = {}
+            try:
+                for p in folder.iterdir():
+                    if p.suffix.lower() in MEDIA_EXTS:
+                        counts[p.stem] = counts.get(p.stem, 0) + 1
+            except OSError:
+                pass
+            self._stems[folder] = counts
+        twin = self._stems[folder].get(media.stem, 0) > 1 and media.suffix.lower() in MEDIA_EXTS
+        return (rel if twin else rel.with_suffix("")).as_posix()
 
 
 def segment_row(*, source_id: str, source_kind: str, video_id: str, video_path: Path, video_hash: str,

@@ -6,7 +6,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from extract.captions import CaptionError, Utterance, caption_utterances
-from extract.sources.common import STAGE, ProbeMemo, Provenance, RowError, fit_span, segment_row
+from extract.sources.common import STAGE, LocalVideoIds, ProbeMemo, Provenance, RowError, fit_span, segment_row
 from pipeline.records import Reason, Record, failed, ok, skipped
 
 
@@ -49,8 +49,9 @@ def read_folder(entry, manifest, ctx, memo: ProbeMemo) -> tuple[list[dict], list
     if not clips:
         return [], [failed(STAGE, entry.id, Reason.MISSING_FILE, f"no file in {root} matches {entry.pattern!r}")]
     rows, recs = [], []
+    video_id = LocalVideoIds()
     for clip in tqdm(clips, desc=f"folder {entry.id}", unit="clip", leave=False, disable=len(clips) < 20):
-        vid = clip.relative_to(root).with_suffix("").as_posix()
+        vid = video_id(clip, root)
         item = f"{entry.id}/{vid}"
         try:
             cap = find_sidecar(clip, cfg.youtube.caption_langs)

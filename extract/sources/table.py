@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 from tqdm import tqdm
 
-from extract.sources.common import (STAGE, ProbeMemo, Provenance, RowError, check_span, fit_span, is_url,
+from extract.sources.common import (STAGE, LocalVideoIds, ProbeMemo, Provenance, RowError, check_span, fit_span, is_url,
                                     loads_json, norm_split, parse_time, read_text_mixed, segment_row,
                                     url_refusal)
 from pipeline.records import Reason, Record, failed, ok, skipped
@@ -152,6 +152,7 @@ def read_table(entry, manifest, ctx, memo: ProbeMemo) -> tuple[list[dict], list[
     fetcher = None
     fetched: dict[str, object] = {}   # URL → Fetched or DownloadFailure: each video fetched once
     rows, seen = [], set()
+    video_id = LocalVideoIds()
     for n, r in tqdm(items, desc=f"table {entry.id}", unit="row", leave=False, disable=len(items) < 200):
         where = f"{path.name} row {n}"
         item = f"{entry.id}/row{n}"
@@ -194,10 +195,7 @@ def read_table(entry, manifest, ctx, memo: ProbeMemo) -> tuple[list[dict], list[
                 media = Path(video).expanduser()
                 media = media if media.is_absolute() else (media_root / media)
                 media = media.resolve()
-                try:
-                    vid = media.relative_to(media_root.resolve()).with_suffix("").as_posix()
-                except ValueError:
-                    vid = media.with_suffix("").name
+                vid = video_id(media, media_root.resolve())
                 if not media.exists():
                     raise RowError(Reason.MISSING_FILE, f"{where}: field 'video': {media} does not exist")
             pr = memo.probe(media)

@@ -26,6 +26,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from extract.sources.common import MEDIA_EXTS
 from extract.sources.netguard import AddressPolicy, GuardProxy
 from pipeline.atomic import write_json
 from pipeline.config.sources import YouTubeConfig
@@ -33,7 +34,6 @@ from pipeline.media import ffmpeg_exe
 from pipeline.records import Reason
 from pipeline.redact import redact_obj, redact_text, redact_url
 
-MEDIA_EXTS = (".mp4", ".mkv", ".webm", ".mov", ".m4v", ".avi", ".flv", ".3gp", ".ts")
 TRANSIENT = {Reason.DL_NETWORK, Reason.DL_RATE_LIMITED}
 
 # Ordered: the first matching class wins ("Sign in to confirm you're not a bot" is a bot check,
