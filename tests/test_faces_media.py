@@ -41,8 +41,10 @@ def _variants(src: Path, d: Path) -> dict[str, Path]:
     out["ts"] = d / "broadcast.ts"
     _ff("-i", str(src), "-c", "copy", "-output_ts_offset", "3600", str(out["ts"]))
     # audio whose first 1.5 s are missing: the rest starts at 1.5 s, in sync with the picture
+    # (via a WAV: `-ss 1.5 -itsoffset 1.5` on one input while re-encoding starts the audio at 0 again)
     out["late_audio"] = d / "late_audio.mp4"
-    _ff("-i", str(src), "-ss", "1.5", "-itsoffset", "1.5", "-i", str(src), "-map", "0:v", "-map", "1:a",
+    _ff("-ss", "1.5", "-i", str(src), "-map", "0:a", "-c:a", "pcm_s16le", str(d / "tail.wav"))
+    _ff("-i", str(src), "-itsoffset", "1.5", "-i", str(d / "tail.wav"), "-map", "0:v", "-map", "1:a",
         "-c:v", "copy", "-c:a", "aac", "-b:a", "64k", str(out["late_audio"]))
     # a silent commentary track marked default before the speech track
     out["two_audio"] = d / "two_audio.mp4"
@@ -62,7 +64,8 @@ def test_ts_late_audio_and_two_tracks_give_the_mp4s_face_results(sample_dir, wor
     s = json.loads(src.with_suffix(".signals.json").read_text())["sentences"][1]   # the speaker's second sentence
     ctx = _ctx(workspace)
     got = {}
-    for name, path in _variants(src, tmp_path).items():
+    variants = _variants(src, tmp_path)
+    for name, path in variants.items():
         # the same utterance in each file's own timeline: the TS keeps the AAC priming packet the MP4's
         # edit list hides, so its container starts 64 ms before the first frame and every frame (and
         # the audio with it) sits 64 ms later than in the MP4 (tests/test_media.py checks the same span
@@ -84,6 +87,8 @@ def test_ts_late_audio_and_two_tracks_give_the_mp4s_face_results(sample_dir, wor
         assert f["speaker_margin"] >= ctx.cfg.faces.speaker_margin, name
     assert got["two_audio"][0]["audio_stream"] == 1 and got["two_audio"][0]["audio_lang"] == "eng"
     assert f0["audio_stream"] == 0
+    late = probe(variants["late_audio"])
+    assert late.audio_streams[0]["start"] == pytest.approx(1.5, abs=0.1), late.audio_streams   # really late
 
 
 def test_coverage_counts_frames_the_media_does_not_have(sample_dir, workspace, tmp_path):
@@ -101,3 +106,26 @@ def test_coverage_counts_frames_the_media_does_not_have(sample_dir, workspace, t
     rec = run_faces(_seg(late, 1.2, 3.2), _ctx(workspace))
     assert rec.status is Status.OK and rec.figures["coverage"] >= 0.97, rec
     assert probe(late).video_start == pytest.approx(1.0, abs=0.01)
+
+
+def test_late_audio_reads_like_its_zero_padded_mp4(sample_dir, workspace, tmp_path):
+    """An utterance (0.25-2.05 s) that starts before the late audio (from 1.5 s): the speaker check must
+    hear what the file holds, silence until 1.5 s, exactly as in an MP4 whose audio is silent there.
+    Before: the audio was read from its first packet on, 1.25 s early: r 0.49 and a speaker 'decided'
+    (the MP4 original, whose audio covers the utterance, has r 0.81)."""
+    from pipeline.formats.track import read_quality
+
+    src = sample_dir / "folder" / "two_faces.mp4"
+    late = _variants(src, tmp_path)["late_audio"]
+    padded = tmp_path / "padded.mp4"
+    _ff("-i", str(src), "-map", "0:v", "-map", "0:a", "-c:v", "copy", "-af", "volume=enable='lt(t,1.5)':volume=0",
+        "-c:a", "aac", "-b:a", "64k", str(padded))
+    s = json.loads(src.with_suffix(".signals.json").read_text())["sentences"][0]
+    ctx = _ctx(workspace)
+    got = {}
+    for name, path in (("late", late), ("padded", padded)):
+        rec = run_faces(_seg(path, s["start"], s["end"]), ctx)
+        got[name] = (rec.status, rec.reason, read_quality(rec.output)["speaker_r"])
+    (st, reason, r), (st0, reason0, r0) = got["late"], got["padded"]
+    assert (st, reason) == (st0, reason0), got
+    assert max(r.values()) == pytest.approx(max(r0.values()), abs=0.05), got
