@@ -5,7 +5,8 @@ all of it and every item must end with the specific reason listed in `corpus.jso
 
 Layout under DEST:
   good/        clips with sidecar captions that must build (plain, VFR, rotated, no audio,
-               cp1252 captions, overlapping + reversed cues)
+               cp1252 captions, overlapping + reversed cues, audio starting late, a silent
+               default audio track before the speech track)
   bad/         broken media and captions (truncated, corrupt, zero bytes, not media, audio only,
                1x1, 8K, 0.1 s, 30 min, only reversed cues, empty caption file, no captions)
   table/rows.csv       rows with missing fields, bad times, non-UTF-8 bytes, emoji, RTL text,
@@ -36,7 +37,7 @@ import numpy as np
 
 from pipeline.atomic import atomic_dir, atomic_path, write_bytes, write_json, write_text
 
-CORPUS_VERSION = "3"
+CORPUS_VERSION = "4"
 
 _X264 = ["-c:v", "libx264", "-preset", "ultrafast", "-threads", "1", "-flags:v", "+bitexact"]
 _MUX = ["-map_metadata", "-1", "-fflags", "+bitexact", "-movflags", "+faststart"]
@@ -112,6 +113,24 @@ def _good(root: Path, items: list) -> None:
     write_text(root / "overlap.vtt", _vtt([(0.20, 1.10, "First we overlap."), (0.90, 1.60, "Second one overlaps."),
                                            (2.20, 1.40, "This cue runs backwards."), (1.70, 2.30, "Then it ends.")]))
     items.append(("good/overlap", "overlapping cues and one reversed cue (dropped)", "ok", "good"))
+
+    # the audio's first 1.2 s missing: the rest starts at 1.2 s, in sync (read_audio pads the gap). Via a
+    # WAV: `-ss 1.2 -itsoffset 1.2` on the same input while re-encoding starts the audio at 0 again
+    tail = root / "_tail.wav"
+    _ff("-ss", "1.2", "-i", str(good), "-map", "0:a", "-c:a", "pcm_s16le", "-fflags", "+bitexact", str(tail))
+    _ff("-i", str(good), "-itsoffset", "1.2", "-i", str(tail), "-map", "0:v", "-map", "1:a", "-c:v", "copy",
+        "-c:a", "aac", "-b:a", "32k", "-flags:a", "+bitexact", *_MUX, str(root / "late_audio.mp4"))
+    tail.unlink()
+    write_text(root / "late_audio.vtt", _vtt(GOOD_CUES))
+    items.append(("good/late_audio", "audio starts 1.2 s after the video", "ok", "good"))
+
+    # a silent commentary track marked default before the speech track (read_audio moves to the speech)
+    _ff("-i", str(good), "-f", "lavfi", "-i", "anullsrc=r=16000:cl=mono:d=2.5", "-map", "0:v", "-map", "1:a",
+        "-map", "0:a", "-c:v", "copy", "-c:a", "aac", "-b:a", "32k", "-flags:a", "+bitexact",
+        "-disposition:a:0", "default", "-disposition:a:1", "0", "-metadata:s:a:0", "language=deu",
+        "-metadata:s:a:1", "language=eng", *_MUX, str(root / "two_audio.mp4"))
+    write_text(root / "two_audio.vtt", _vtt(GOOD_CUES))
+    items.append(("good/two_audio", "two audio streams: a silent default one, then the speech", "ok", "good"))
 
 
 def _bad(root: Path, good: Path, items: list) -> None:

@@ -132,6 +132,9 @@ def test_corpus_media_are_what_the_index_says(corpus):
     assert rot.rotation in (90, 270) and (rot.width, rot.height) == (good.width, good.height)   # display size
     assert probe(root / "good" / "vfr.mp4").vfr
     assert not probe(root / "good" / "no_audio.mp4").has_audio
+    late, two = probe(root / "good" / "late_audio.mp4"), probe(root / "good" / "two_audio.mp4")
+    assert late.audio_streams[0]["start"] > 1.0 and late.video_start == 0.0
+    assert [(a["language"], a["default"]) for a in two.audio_streams] == [("deu", True), ("eng", False)]
     tiny, huge = probe(root / "bad" / "tiny_1x1.mp4"), probe(root / "bad" / "huge_8k.mp4")
     assert (tiny.width, tiny.height) == (1, 1) and (huge.width, huge.height) == (7680, 4320)
     assert probe(root / "bad" / "short.mp4").duration <= 0.12
