@@ -267,9 +267,20 @@ def read_captions(path: str | Path, cfg: CaptionConfig | None = None) -> ParseRe
 
 # ---------------------------------------------------------------- cues → utterances
 
+# a period after these does not end a sentence ("Mr. Dashwood", "e.g. this"), nor after an initial
+# ("J. Smith"; not "I." or "a.": "So do I." ends one). Not "no." or "etc.": both often end a line.
+_ABBREVIATIONS = frozenset("mr mrs ms dr prof st jr sr vs e.g i.e".split())
+
+
 def _ends_sentence(token: str, enders: str) -> bool:
     token = token.rstrip("\"'”’»)]")
-    return bool(token) and token[-1] in enders
+    if not token or token[-1] not in enders:
+        return False
+    if token.endswith(".") and not token.endswith(".."):
+        stem = token[:-1].lstrip("\"'“‘«([").lower()
+        if stem in _ABBREVIATIONS or (len(stem) == 1 and stem.isalpha() and stem not in "ia"):
+            return False
+    return True
 
 
 def split_sentences(cue: Cue, enders: str) -> list[Cue]:

@@ -37,6 +37,9 @@ class _Entry(BaseModel):
     id: str = Field(description="unique id of this source within the manifest")
     license: str = Field("", description="licence of this source's media; empty = the manifest's")
     enabled: bool = Field(True, description="set false to keep an entry but skip it")
+    transcript: Literal["auto", "captions", "asr", ""] = Field(
+        "", description="this source's speech.transcript policy; empty = the config's")
+    align: Literal["auto", "off", ""] = Field("", description="this source's speech.align policy; empty = the config's")
 
     _v_id = field_validator("id")(lambda cls, v: check_safe_id(v))
 

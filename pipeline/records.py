@@ -40,6 +40,13 @@ class Reason(str, Enum):
     MEDIA_UNREADABLE = "media.unreadable"      # corrupt, truncated, zero bytes, not a media file
     MEDIA_NO_VIDEO = "media.no_video"          # audio-only
     MEDIA_SPAN = "media.span_outside"          # segment span outside the media duration
+    # speech
+    SPEECH_NO_AUDIO = "speech.no_audio"  # a video without text has no audio stream to transcribe
+    SPEECH_NO_SPEECH = "speech.no_speech"  # no speech in the video or the span (VAD): silence, music, noise
+    SPEECH_MISALIGNED = "speech.misaligned"  # the given text is not heard within its span ± speech.align_slack_s
+    SPEECH_LOW_CONFIDENCE = "speech.low_confidence"  # a transcribed utterance's mean word probability is below speech.min_confidence
+    SPEECH_LANGUAGE = "speech.language"  # the spoken language is not one of speech.languages
+    SPEECH_TOO_LONG = "speech.too_long"  # the audio is longer than speech.max_audio_s
     # faces
     NO_FACE = "faces.no_face"  # no face found in the segment
     BRIEF_FACE = "faces.brief_face"  # only a brief face (shorter than min_track_frames) or a detection the landmarker did not confirm
@@ -147,7 +154,7 @@ def summary_frame(records: Iterable[Record]):
               .reset_index(name="count"))
 
 
-STAGE_ORDER = ["ingest", "faces", "expressions", "assemble", "release"]
+STAGE_ORDER = ["ingest", "speech", "faces", "expressions", "assemble", "release"]
 
 
 def top_reasons(records: Iterable[Record], k: int = 5) -> list[dict]:

@@ -1,4 +1,4 @@
-"""The build runner: ingest → faces → expressions → assemble, one stage after another.
+"""The build runner: ingest → speech → faces → expressions → assemble, one stage after another.
 
 The CLI (`wordsmile build`) and the Prefect flows (flows/) both call the stage functions here; they
 differ only in the *mapper* that applies a per-item function to every item (a local process pool here,
@@ -30,8 +30,8 @@ from pipeline.redact import redact_text
 from pipeline.stage import Stage, read_stats, run_item
 from pipeline.workspace import Workspace
 
-STAGES = ("ingest", "faces", "expressions", "assemble")
-ITEM_STAGES = ("ingest", "faces", "expressions")          # per-item stages, run through pipeline.stage.run_item
+STAGES = ("ingest", "speech", "faces", "expressions", "assemble")
+ITEM_STAGES = ("ingest", "speech", "faces", "expressions")          # per-item stages, run through pipeline.stage.run_item
 log = logging.getLogger("wordsmile.build")
 
 # mapper(stage_name, items) -> [run_stage_item((stage_name, item, ctx)) for each item], in the order of items.
@@ -53,6 +53,9 @@ def item_stage(name: str) -> Stage:
     if name == "ingest":
         from extract.ingest import INGEST
         return INGEST
+    if name == "speech":
+        from extract.speech.stage import SPEECH
+        return SPEECH
     if name == "faces":
         from extract.faces.stage import FACES
         return FACES
@@ -190,6 +193,39 @@ class Build:
     def _items(self, stage: str, df: pd.DataFrame) -> list[tuple]:
         return [(stage, row, self.ctx) for row in df.to_dict("records")]
 
+    def speech(self, segs: pd.DataFrame, mapper: Mapper) -> tuple[pd.DataFrame, list[Record]]:
+        """Each video planned by its source's policy (extract/speech/stage.py `plan`): heard (transcribed
+        or aligned) by the stage, passed through as given, or skipped for want of text."""
+        from extract.speech.stage import given_rows, plan, result_rows, speech_frame, video_item
+        from pipeline.records import Reason, skipped
+
+        policy = {e.id: (e.transcript or self.cfg.speech.transcript, e.align or self.cfg.speech.align)
+                  for e in self.manifest.sources}
+        rows, recs, items, groups = [], [], [], []
+        for (src, vid), g in segs.groupby(["source_id", "video_id"], sort=False):
+            g_rows = g.to_dict("records")
+            transcript, align = policy.get(src, (self.cfg.speech.transcript, self.cfg.speech.align))
+            mode = plan(str(g_rows[0].get("text_source", "")), transcript, align)
+            if mode == "given":
+                r, rc = given_rows(g_rows, "span and text as given (align: off)")
+                rows += r
+                recs += rc
+            elif mode == "none":
+                recs.append(skipped("speech", f"{src}/{vid}", Reason.NO_CAPTIONS,
+                                    f"{g_rows[0]['video_path']}: no captions or text, and transcript is 'captions' "
+                                    f"(set speech.transcript or the source's transcript: auto to transcribe it)"))
+            else:
+                items.append(video_item(g_rows, mode))
+                groups.append(g_rows)
+        results = mapper("speech", [("speech", it, self.ctx) for it in items])
+        for g_rows, it, rec in zip(groups, items, results):
+            r, rc = result_rows(g_rows, it, rec)
+            rows += r
+            recs += rc
+        df = speech_frame(rows, list(segs.columns))
+        self._save_state("speech", df, recs)
+        return df, recs
+
     def faces(self, segs: pd.DataFrame, mapper: Mapper) -> tuple[pd.DataFrame, list[Record]]:
         recs = mapper("faces", self._items("faces", segs))
         df = segs.copy()
@@ -262,8 +298,11 @@ class Build:
 
             segs, r = get("ingest", lambda: self.ingest(mapper))
             records += r
+            if any(s in stages for s in ("speech", "faces", "expressions", "assemble")):
+                heard, r = get("speech", lambda: self.speech(segs, mapper))
+                records += r
             if "faces" in stages or any(s in stages for s in ("expressions", "assemble")):
-                faced, r = get("faces", lambda: self.faces(segs, mapper))
+                faced, r = get("faces", lambda: self.faces(heard, mapper))
                 records += r
             if "expressions" in stages or "assemble" in stages:
                 coded, r = get("expressions", lambda: self.expressions(faced, mapper))

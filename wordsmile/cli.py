@@ -86,19 +86,20 @@ def _dotted(d: dict, name: str):
     return d
 
 
-STAGES_HELP = "Stages to run, comma-separated (ingest,faces,expressions,assemble); the others are read from the workspace."
+STAGES_HELP = ("Stages to run, comma-separated (ingest,speech,faces,expressions,assemble); the others are read "
+               "from the workspace.")
 
 
 @app.command()
 def build(manifest: Path = typer.Argument(..., help="Source manifest (YAML), e.g. manifests/sample.yaml."),
           workspace: Path = WS_OPT, config: Optional[Path] = CFG_OPT, set_: List[str] = SET_OPT,
-          stages: str = typer.Option(",".join(("ingest", "faces", "expressions", "assemble")), help=STAGES_HELP),
+          stages: str = typer.Option(",".join(("ingest", "speech", "faces", "expressions", "assemble")), help=STAGES_HELP),
           force: List[str] = typer.Option([], "--force", "-f", help="Recompute this stage even where cached (repeatable; 'all')."),
           name: Optional[str] = typer.Option(None, help="Dataset name (default: the manifest's name)."),
           workers: Optional[int] = typer.Option(None, "--workers", "-j", help="Parallel worker processes for per-item stages."),
           wait: bool = typer.Option(False, "--wait", help="Wait for another build on this workspace to finish instead of exiting."),
           verbose: bool = typer.Option(False, "--verbose", "-v")):
-    """Build a dataset from a manifest: ingest → faces → expressions → assemble.
+    """Build a dataset from a manifest: ingest → speech → faces → expressions → assemble.
 
     Every stage result is cached by content, so rerunning resumes; `--stages assemble` reruns assembly
     alone from the last build's tables; `--force faces` recomputes one stage."""

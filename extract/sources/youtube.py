@@ -604,7 +604,7 @@ def read_youtube(entry, manifest, ctx, memo) -> tuple[list[dict], list]:
     from tqdm import tqdm
 
     from extract.captions import CaptionError, caption_utterances
-    from extract.sources.common import STAGE, RowError, url_refusal
+    from extract.sources.common import STAGE, RowError, placeholder_row, url_refusal
     from extract.sources.folder import caption_rows
     from pipeline.records import failed, ok, skipped
 
@@ -661,16 +661,28 @@ def read_youtube(entry, manifest, ctx, memo) -> tuple[list[dict], list]:
                                     f"{redact_url(vurl)}: id {vid} is in {fetcher.archive} but its files are gone; delete "
                                     f"that line to download it again"))
                 continue
-            if res.captions is None:
-                recs.append(skipped(STAGE, item, Reason.NO_CAPTIONS,
-                                    f"{redact_url(vurl)}: no manual or automatic captions in {list(yc.caption_langs)}"))
+            prov = provenance(res, manifest.license_of(entry))
+            if res.captions is None:   # the speech stage transcribes each part (or skips it: transcript captions)
+                for part in res.parts:
+                    pvid = vid if part.span_end is None else f"{vid}.{part.span_start:.3f}-{part.span_end:.3f}"
+                    try:
+                        pr = memo.probe(part.path)
+                    except RowError as e:
+                        recs.append(failed(STAGE, f"{entry.id}/{pvid}", e.reason, f"{redact_url(vurl)}: {e.detail}"))
+                        continue
+                    rows.append(placeholder_row(duration=pr["duration"], source_id=entry.id, source_kind="youtube",
+                                                video_id=pvid, video_path=part.path, video_hash=pr["hash"],
+                                                prov=prov))
+                    recs.append(ok(STAGE, f"{entry.id}/{pvid}", output=str(part.path), n_segments=0,
+                                   caption_kind="", cached=res.cached,
+                                   note=f"no manual or automatic captions in {list(yc.caption_langs)}: text from "
+                                        f"the speech stage"))
                 continue
             try:
                 utts, fig = caption_utterances(res.captions, cfg.captions)
             except CaptionError as e:
                 recs.append(failed(STAGE, item, Reason.BAD_CAPTIONS, str(e)))
                 continue
-            prov = provenance(res, manifest.license_of(entry))
             for part in res.parts:
                 pvid = vid if part.span_end is None else f"{vid}.{part.span_start:.3f}-{part.span_end:.3f}"
                 pitem = f"{entry.id}/{pvid}"
@@ -682,6 +694,7 @@ def read_youtube(entry, manifest, ctx, memo) -> tuple[list[dict], list]:
                 new, outside = caption_rows(utts, duration=pr["duration"], slack=cfg.span_slack_s,
                                             where=f"{res.captions}", offset=part.span_start,
                                             span_end=part.span_end, source_id=entry.id, source_kind="youtube",
+                                            text_source="auto-captions" if res.caption_kind == "auto" else "captions",
                                             video_id=pvid, video_path=part.path, video_hash=pr["hash"], prov=prov)
                 figs = dict(fig, n_segments=len(new), n_outside_media=outside, caption_kind=res.caption_kind,
                             cached=res.cached)

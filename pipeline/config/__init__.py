@@ -21,6 +21,7 @@ from pipeline.config.media import MediaConfig
 from pipeline.config.model import ModelConfig
 from pipeline.config.orchestration import OrchestrationConfig
 from pipeline.config.sources import SourcesConfig
+from pipeline.config.speech import SpeechConfig
 from pipeline.hashing import obj_hash
 from pipeline.yamlsafe import YamlInputError, yaml_error, load_yaml, read_yaml_text
 
@@ -28,6 +29,7 @@ from pipeline.yamlsafe import YamlInputError, yaml_error, load_yaml, read_yaml_t
 class Config(Section):
     media: MediaConfig = MediaConfig()
     sources: SourcesConfig = SourcesConfig()
+    speech: SpeechConfig = SpeechConfig()
     faces: FacesConfig = FacesConfig()
     expressions: ExpressionsConfig = ExpressionsConfig()
     assemble: AssembleConfig = AssembleConfig()
