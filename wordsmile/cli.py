@@ -30,7 +30,7 @@ SET_OPT = typer.Option([], "--set", "-s", help="Override a config value: section
 testdata_app = typer.Typer(no_args_is_help=True,
                            help="Generated test media: `testdata make DIR` (the bundled sample), "
                                 "`testdata badcorpus DIR` (the bad-input corpus of the hardening tests).")
-models_app = typer.Typer(no_args_is_help=True, help="MediaPipe model files: install and list them.")
+models_app = typer.Typer(no_args_is_help=True, help="Model files (MediaPipe face models, Whisper speech models): install and list them.")
 config_app = typer.Typer(no_args_is_help=True, help="Show the configuration and what each setting is for.")
 app.add_typer(testdata_app, name="testdata")
 app.add_typer(models_app, name="models")
@@ -154,7 +154,7 @@ def ingest(manifest: Path = typer.Argument(..., help="Source manifest (YAML)."),
 
 @app.command()
 def doctor():
-    """Check this machine: ffmpeg, MediaPipe models, GPU, package versions — and say how to fix what is missing."""
+    """Check this machine: ffmpeg, MediaPipe and Whisper models, GPU, package versions — and say how to fix what is missing."""
     from wordsmile.doctor import run_doctor
 
     raise typer.Exit(run_doctor())
@@ -162,14 +162,14 @@ def doctor():
 
 def _register_areas() -> None:
     """Mount the commands that each area defines next to its code."""
-    from extract.faces import model_files
+    from wordsmile import models
     from testdata import cli as testdata_cli
     from model import cli as model_cli
     from dataset import cli as dataset_cli
     from flows import cli as flows_cli
 
     testdata_cli.register(testdata_app)
-    model_files.register(models_app)
+    models.register(models_app)
     model_cli.register(app)
     dataset_cli.register(app)
     flows_cli.register(app)

@@ -39,6 +39,14 @@ def _check_models() -> list[tuple[str, str, str, str]]:
                          "" if ok else "wordsmile models install"))
     except Exception as e:  # noqa: BLE001
         rows.append(("models", "missing", str(e), "wordsmile models install"))
+    try:
+        from extract.speech.models import status_rows
+
+        for r in status_rows():
+            rows.append((f"model {r['name']}", "ok" if r["installed"] else "missing", r["path"] if r["installed"]
+                         else r["problem"], "" if r["installed"] else "wordsmile models install"))
+    except Exception as e:  # noqa: BLE001
+        rows.append(("whisper models", "missing", str(e), "wordsmile models install"))
     return rows
 
 

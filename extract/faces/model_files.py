@@ -179,38 +179,5 @@ def status() -> dict[str, tuple[bool, str]]:
     return {r["name"]: (r["installed"], r["path"] if r["installed"] else r["problem"]) for r in status_rows()}
 
 
-def register(app) -> None:
-    """Add `install` and `list` to the typer sub-app mounted as `wordsmile models`."""
-    import typer
-
-    @app.command("install")
-    def install_cmd(
-        face_landmarker: str = typer.Option("", "--face-landmarker", help="local face_landmarker.task to use"),
-        face_detector_full_range: str = typer.Option(
-            "", "--face-detector-full-range", help="local face_detection_full_range_sparse.tflite to use"),
-        force: bool = typer.Option(False, "--force", help="reinstall even if a verified file is present"),
-    ):
-        """Install the MediaPipe face models into the user cache (verified by SHA-256)."""
-        configured = {"face_landmarker": face_landmarker, "face_detector_full_range": face_detector_full_range}
-        failed = False
-        for name in MODELS:
-            try:
-                p = install(name, configured.get(name) or None, force=force, log=typer.echo)
-                typer.echo(f"ok  {name}: {p}")
-            except ModelError as e:
-                typer.echo(str(e), err=True)
-                failed = True
-        if failed:
-            raise typer.Exit(1)
-
-    @app.command("list")
-    def list_cmd():
-        """Show where each model is and whether it is installed and verified."""
-        typer.echo(f"model folder: {model_dir()}")
-        for r in status_rows():
-            mark = "ok " if r["installed"] else "-- "
-            typer.echo(f"{mark} {r['name']:<26} {r['file']:<42} {r['problem'] or 'verified'}")
-
-
 __all__ = ["MODELS", "ModelSpec", "ModelError", "model_dir", "verify", "install", "ensure_models", "status",
-           "status_rows", "register"]
+           "status_rows"]
