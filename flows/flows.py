@@ -99,7 +99,9 @@ def _run_build(b: Build, stages: list[str]):
     logger = get_run_logger()
     cfg = b.cfg
     ingest_task = make_ingest_task(cfg.sources.youtube.retries, cfg.sources.youtube.backoff_s)
-    gpu = cfg.expressions.backend == "flame53"
+    # flame53 expressions and CUDA speech run in the `gpu` pool (docs/scaling.md)
+    gpu = frozenset({"expressions"} if cfg.expressions.backend == "flame53" else set()) | \
+        frozenset({"speech"} if cfg.speech.device == "cuda" else set())
     mapper = prefect_mapper(lambda stage: item_task(stage, gpu=gpu, ingest_task=ingest_task))
     res = b.run(stages, mapper, wait_lock=600)
     funnel_artifact(res.records, key=f"funnel-{_slug(b.name)}", title=f"Funnel of {b.name}")

@@ -66,11 +66,13 @@ def make_ingest_task(retries: int, first_delay: float, jitter: float = 0.5):
     return ingest_task
 
 
-def item_task(stage: str, gpu: bool = False, ingest_task=None):
-    """The Prefect task for one stage's items: tags route and limit them (`download`, `gpu`)."""
+def item_task(stage: str, gpu: bool | frozenset = False, ingest_task=None):
+    """The Prefect task for one stage's items: tags route and limit them (`download`, `gpu`). `gpu`: the
+    stages whose items run on a GPU (True: expressions, as before)."""
     if stage == "ingest":
         return ingest_task
-    tags = [stage] + (["gpu"] if gpu and stage == "expressions" else [])
+    gpu_stages = {"expressions"} if gpu is True else set(gpu or ())
+    tags = [stage] + (["gpu"] if stage in gpu_stages else [])
     return stage_task.with_options(name=f"{stage}-item", tags=tags)
 
 

@@ -47,6 +47,7 @@ class Reason(str, Enum):
     SPEECH_LOW_CONFIDENCE = "speech.low_confidence"  # a transcribed utterance's mean word probability is below speech.min_confidence
     SPEECH_LANGUAGE = "speech.language"  # the spoken language is not one of speech.languages
     SPEECH_TOO_LONG = "speech.too_long"  # the audio is longer than speech.max_audio_s
+    SPEECH_TEXT_TOO_LONG = "speech.text_too_long"  # a given text has more words than its span (± the align slack) can hold at speech.max_words_per_s
     # faces
     NO_FACE = "faces.no_face"  # no face found in the segment
     BRIEF_FACE = "faces.brief_face"  # only a brief face (shorter than min_track_frames) or a detection the landmarker did not confirm

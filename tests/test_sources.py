@@ -303,10 +303,12 @@ def test_folder_captions_and_missing(tmp_path, workspace, tiny_mp4):
     r = _by_item(recs)
     assert r["fold/a"].ok and r["fold/a"].figures["n_outside_media"] == 1
     assert r["fold/b"].reason is Reason.EMPTY_TEXT
-    assert r["fold/c"].reason is Reason.NO_CAPTIONS and r["fold/c"].status.value == "skipped"
+    # no captions: one text-less placeholder row over the whole clip, for the speech stage to transcribe
+    assert r["fold/c"].ok and r["fold/c"].figures["n_segments"] == 0
     assert r["fold/d"].reason is Reason.MEDIA_SPAN
     assert r["fold/e"].reason is Reason.BAD_CAPTIONS and "e.vtt" in r["fold/e"].detail
-    assert [(x["text"], x["speaker"]) for x in rows] == [("First sentence.", ""), ("Second one, & more.", "Ann")]
+    assert [(x["text"], x["speaker"], x["text_source"]) for x in rows] == [
+        ("First sentence.", "", "captions"), ("Second one, & more.", "Ann", "captions"), ("", "", "none")]
     assert rows[0]["video_id"] == "a" and rows[0]["downloaded_at"] == ""
 
 

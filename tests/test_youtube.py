@@ -163,7 +163,9 @@ def test_loopback_downloads_and_failures(server, sample_dir, tmp_path, workspace
     r = _by_item(recs)
     assert r["web/index-1"].ok and r["web/index-1"].figures["caption_kind"] == "manual"
     assert r["web/rolling-1"].ok and r["web/rolling-1"].figures["rolling"] is True
-    assert r["web/clip"].reason is Reason.NO_CAPTIONS           # a direct mp4 has no captions
+    # a direct mp4 has no captions: downloaded, and left to the speech stage as a text-less placeholder
+    assert r["web/clip"].ok and r["web/clip"].figures["n_segments"] == 0
+    assert df[df.video_id == "clip"].text_source.tolist() == ["none"]
     assert r[f"web/{base}/missing.mp4"].reason is Reason.DL_UNAVAILABLE
     rl = r[f"web/{base}/ratelimited.mp4"]
     assert rl.reason is Reason.DL_RATE_LIMITED and rl.figures["attempts"] == 2   # retried once: transient
@@ -250,8 +252,9 @@ def test_file_urls_only_when_enabled(sample_dir, tmp_path, workspace):
     assert recs[0].reason is Reason.URL_REFUSED
     _, recs = _run(tmp_path, workspace, [{"id": "f", "kind": "youtube", "urls": [url]}],
                    overrides=FAST + ["sources.youtube.allow_file_urls=true"])
-    # downloaded through yt-dlp (no captions next to a bare file: skipped for that reason, files kept)
-    assert recs[0].reason is Reason.NO_CAPTIONS and (workspace.sources / "f" / "clip" / "clip.mp4").exists()
+    # downloaded through yt-dlp (no captions next to a bare file: a placeholder for the speech stage)
+    assert recs[0].ok and "no manual or automatic captions" in recs[0].figures["note"]
+    assert (workspace.sources / "f" / "clip" / "clip.mp4").exists()
 
 
 def test_caption_choice_manual_first(tmp_path):
@@ -311,7 +314,7 @@ def test_redirect_and_embedded_private_urls_refused(server, internal, tmp_path, 
         df, recs = _run(tmp_path, workspace, [{"id": "ssrf2", "kind": "youtube", "urls": [f"{base}/to-internal.mp4"]}])
     finally:
         _ALLOWED.pop()
-    assert recs[0].reason is Reason.NO_CAPTIONS and "/clip.mp4" in ihandler.hits[n0:]
+    assert recs[0].ok and recs[0].figures["n_segments"] == 0 and "/clip.mp4" in ihandler.hits[n0:]
 
 
 def test_section_download_by_ffmpeg_is_guarded_too(server, internal, tmp_path, workspace, monkeypatch):

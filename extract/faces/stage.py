@@ -193,7 +193,17 @@ def overview(ds: list[dict], a: Analysis, keep: int | None) -> dict:
             "kept": -1 if keep is None else int(keep), "boxes": boxes}
 
 
-def _loudness_fn(path, start, end, a: Analysis, rate: int, info):
+def _speech_spans(seg: dict) -> list:
+    """The VAD speech regions the speech stage found in the segment ([] when it did not hear it)."""
+    import json
+
+    try:
+        return [tuple(x) for x in json.loads(seg.get("speech_spans") or "[]")]
+    except (TypeError, ValueError):
+        return []
+
+
+def _loudness_fn(path, start, end, a: Analysis, rate: int, info, spans=()):
     def fn():
         from extract.faces.select import loudness_envelope
         from pipeline.media import read_audio_stream
@@ -204,7 +214,16 @@ def _loudness_fn(path, start, end, a: Analysis, rate: int, info):
         if k >= 0:
             a.stats["audio_stream"] = k
             a.stats["audio_lang"] = info.audio_streams[k]["language"] if info and info.audio_streams else ""
-        return loudness_envelope(audio, rate, a.t, a.fps) if len(audio) else None
+        if not len(audio):
+            return None
+        env = loudness_envelope(audio, rate, a.t, a.fps)
+        if spans:   # music, laughter, noise between words is not the speaker's voice: silence it
+            tt = start + a.t
+            inside = np.zeros(len(tt), bool)
+            for s0, s1 in spans:
+                inside |= (tt >= s0 - 0.5 / a.fps) & (tt <= s1 + 0.5 / a.fps)
+            env = np.where(inside, env, -80.0)
+        return env
     return fn
 
 
@@ -217,7 +236,9 @@ class FacesStage(Stage):
         return f"{seg.get('source_id', '')}/{seg.get('video_id', '')} {float(seg['start']):.2f}-{float(seg['end']):.2f}s"
 
     def key_inputs(self, seg: dict, ctx) -> tuple:
-        return seg["video_hash"], f"{float(seg['start']):.3f}", f"{float(seg['end']):.3f}"
+        key = seg["video_hash"], f"{float(seg['start']):.3f}", f"{float(seg['end']):.3f}"
+        spans = _speech_spans(seg)   # they shape the speaker check's loudness
+        return key + ((spans,) if spans else ())
 
     def process(self, seg: dict, ctx, out: Path) -> Record:
         from pipeline.media import probe
@@ -227,7 +248,8 @@ class FacesStage(Stage):
         path = Path(seg["video_path"])
         info = probe(path, timeout=ctx.cfg.media.probe_timeout_s)
         a = analyse(path, start, end, cfg, info=info)
-        dec, d, figs, fail = evaluate(a, cfg, _loudness_fn(path, start, end, a, ctx.cfg.media.audio_rate, info))
+        dec, d, figs, fail = evaluate(a, cfg, _loudness_fn(path, start, end, a, ctx.cfg.media.audio_rate, info,
+                                                                  _speech_spans(seg)))
         small = {k: v for k, v in figs.items() if not isinstance(v, (list, dict))}
         if fail is None:
             arrays = _output_arrays(d, a, cfg)

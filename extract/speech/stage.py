@@ -111,6 +111,19 @@ class SpeechStage(Stage):
             return self._video_result(out, base, item, Reason.SPEECH_TOO_LONG,
                                       f"{path}: {duration / 3600:.2f} h of audio, more than speech.max_audio_s "
                                       f"{cfg.max_audio_s:g} s: split it or raise the limit")
+        pre: list[dict] = []
+        if mode == "align":   # more words than anyone says in the span and its slack: not worth hearing
+            segs = []
+            for sg in item["segments"]:
+                n, room = len(sg["text"].split()), float(sg["end"]) - float(sg["start"]) + 2 * cfg.align_slack_s
+                if n > cfg.max_words_per_s * room:
+                    pre.append(_rejected(sg, Reason.SPEECH_TEXT_TOO_LONG,
+                                         f"{n} words for a {float(sg['end']) - float(sg['start']):.2f} s span: more "
+                                         f"than speech.max_words_per_s {cfg.max_words_per_s:g} even with "
+                                         f"± {cfg.align_slack_s:g} s"))
+                else:
+                    segs.append(sg)
+            item = dict(item, segments=segs)
         chunks = [(0.0, duration)] if mode == "asr" else _windows(item["segments"], cfg.align_slack_s, duration)
         words, regions, streams, langs = [], [], set(), []
         for c0, c1 in chunks:
@@ -134,7 +147,7 @@ class SpeechStage(Stage):
             base["language"], base["language_prob"] = lang, round(prob, 3)
         if mode == "asr":
             return self._asr(out, base, item, words, regions, duration, ctx)
-        return self._align(out, base, item, words, regions, duration, cfg)
+        return self._align(out, base, item, words, regions, duration, cfg, pre)
 
     # -- transcription
     def _asr(self, out, base, item, words, regions, duration, ctx) -> Record:
@@ -172,7 +185,7 @@ class SpeechStage(Stage):
                                            f"({len(res) - n_ok} rejected, {n_short} too short)")
 
     # -- alignment
-    def _align(self, out, base, item, words, regions, duration, cfg) -> Record:
+    def _align(self, out, base, item, words, regions, duration, cfg, pre=()) -> Record:
         from extract.speech.align import local_align, refine_edges, tokens
         from extract.speech.vad import speech_in, speech_share
 
@@ -214,6 +227,7 @@ class SpeechStage(Stage):
                         "span_source": "aligned", "given_start": _r(gs), "given_end": _r(ge),
                         "asr_confidence": _r(float(np.mean(probs))), "match": round(al.share, 3),
                         "speech_spans": speech_in(regions, start, end)})
+        res += list(pre)
         base["utterances"] = res
         n_ok = sum(u["status"] == "ok" for u in res)
         shifts = [abs(u["start"] - u["given_start"]) for u in res if u["status"] == "ok"]

@@ -36,9 +36,13 @@ class SpeechConfig(Section):
     align_slack_s: float = F(1.5, "a given span is searched for its words within ± this", ge=0)
     min_match: float = F(0.6, "share of a given text's words that must be heard in its window; below it the "
                               "segment is speech.misaligned", ge=0, le=1)
+    max_words_per_s: float = F(6.0, "a given text with more words than this per second of its span ± align_slack_s "
+                                     "is speech.text_too_long without being heard (read speech runs ~2.5 words/s, "
+                                     "fast conversation ~5)", gt=0)
     min_confidence: float = F(0.35, "transcribed utterances whose mean word probability is below this are "
                                     "rejected (speech.low_confidence): music, noise, another language",
                               ge=0, le=1)
     min_speech_share: float = F(0.2, "a span with less VAD speech than this share is speech.no_speech", ge=0, le=1)
-    max_audio_s: float = F(4 * 3600.0, "refuse to transcribe media longer than this (speech.too_long); "
-                                       "4 h of audio is ~0.9 GB of samples in memory", gt=0)
+    max_audio_s: float = F(2 * 3600.0, "refuse to transcribe media longer than this (speech.too_long): at base's "
+                                       "~10x real time on one core 2 h take ~12 min, inside the default 30 min item "
+                                       "deadline, and its samples (0.46 GB float32) are held in memory", gt=0)
