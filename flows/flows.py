@@ -151,6 +151,7 @@ def _inner(manifest: str, workspace: str, config: Optional[str], overrides: list
 
 build_dataset = _build_flow("build-dataset", list(STAGES))
 ingest_sources = _build_flow("ingest-sources", ["ingest"])
+transcribe_speech = _build_flow("transcribe-speech", ["speech"])
 extract_faces = _build_flow("extract-faces", ["faces"])
 regress_expressions = _build_flow("regress-expressions", ["expressions"])
 assemble_dataset = _build_flow("assemble-dataset", ["assemble"])
@@ -174,7 +175,7 @@ def build_on_pools(manifest: str = "manifests/sample.yaml", workspace: str = "ws
                    assemble_deployment: str = "assemble-dataset/sample", timeout_s: float = 24 * 3600):
     """A build whose stages run as flow runs of other deployments, so each lands on its deployment's
     work pool: ingest + faces and assembly on the CPU pool, expressions (flame53: EMOCA) on the GPU
-    pool. Runs them one after another (each holds the workspace lock while it runs; this flow does not).
+    pool (speech goes with ingest + faces; on a GPU machine set speech.device=cuda and it is tagged `gpu`). Runs them one after another (each holds the workspace lock while it runs; this flow does not).
     `runner`/`dask_address` apply to the faces step, the one worth spreading over a Dask cluster."""
     from prefect.deployments import run_deployment
 
@@ -183,7 +184,8 @@ def build_on_pools(manifest: str = "manifests/sample.yaml", workspace: str = "ws
     common = {"manifest": _abs(manifest, "manifest"), "workspace": _abs(workspace, "workspace"),
               "config": _abs(config, "config"),
               "overrides": list(overrides), "force": list(force), "name": name}
-    steps = [(cpu_deployment, {"stages": ["ingest", "faces"], "runner": runner, "dask_address": dask_address}),
+    steps = [(cpu_deployment, {"stages": ["ingest", "speech", "faces"], "runner": runner,
+                               "dask_address": dask_address}),
              (gpu_deployment, {"stages": ["expressions"]}),
              (assemble_deployment, {"stages": ["assemble"]})]
     runs = {}
