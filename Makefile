@@ -74,6 +74,7 @@ bench: setup
 	$(PY) benchmarks/bench_faces.py
 	$(PY) benchmarks/bench_expressions.py
 	$(PY) benchmarks/bench_model.py
+	$(PY) benchmarks/bench_speech.py
 
 clean:
 	rm -rf demo $(SAMPLE) .pytest_cache
