@@ -63,6 +63,7 @@ def load(cfg) -> Loaded:
         model = WhisperModel(str(folder), device=device, compute_type=compute, cpu_threads=cfg.cpu_threads,
                              local_files_only=True)
         batched = BatchedInferencePipeline(model) if device == "cuda" else None
+        english_only = not model.model.is_multilingual   # the model's own word over the folder's
         _LOADED[key] = Loaded(model, batched, f"whisper {name} {compute} {device}", english_only, str(folder))
     return _LOADED[key]
 

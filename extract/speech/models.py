@@ -125,12 +125,11 @@ def resolve(model: str) -> tuple[Path, str, bool]:
     missing = [f for f in ("model.bin", "config.json") if not (folder / f).is_file()]
     if missing:
         raise SpeechModelError(f"speech.model folder {folder} is not a CTranslate2 Whisper model (missing {missing})")
-    english_only = folder.name.endswith(".en") or "-en" in folder.name
-    try:   # a multilingual model's config lists its language tokens; .en models have none
+    english_only = folder.name.endswith(".en")
+    try:   # English-only vocabularies end one token earlier: end-of-text is 50256 there, 50257 otherwise
         cfg = json.loads((folder / "config.json").read_text())
-        if isinstance(cfg.get("lang_ids"), list):
-            english_only = len(cfg["lang_ids"]) <= 1
-    except (OSError, ValueError):
+        english_only = int(cfg["suppress_ids_begin"][-1]) == 50256
+    except (OSError, ValueError, KeyError, IndexError, TypeError):
         pass
     return folder.resolve(), folder.name, english_only
 
