@@ -1,10 +1,11 @@
 """Whisper through faster-whisper (CTranslate2): samples -> words with times and probabilities.
 
-One model per process and setting (loading base takes ~0.3 s, large-v3 ~5 s). On CPU the sequential
-decoder runs on int8 weights with `speech.cpu_threads` threads (one per worker process scales better than
-one process with many threads); on CUDA the batched pipeline decodes `speech.batch_size` windows at once
-in float16, as WhisperX does. Both hear only what Silero VAD calls speech, so silence and music between
-utterances cost nothing and cannot be hallucinated into words.
+One model per process and setting (loading base takes ~0.3 s, large-v3 ~5 s): int8 weights with
+`speech.cpu_threads` threads on CPU (one per worker process scales better than one process with many
+threads), float16 on CUDA. The batched pipeline (default) cuts the audio at Silero VAD's speech regions
+and decodes `speech.batch_size` windows at once, as WhisperX does; the sequential decoder (batched: false)
+hears the same VAD-filtered audio. Either way silence and music between utterances cost nothing and
+cannot be hallucinated into words.
 """
 from __future__ import annotations
 
@@ -62,7 +63,7 @@ def load(cfg) -> Loaded:
     if key not in _LOADED:
         model = WhisperModel(str(folder), device=device, compute_type=compute, cpu_threads=cfg.cpu_threads,
                              local_files_only=True)
-        batched = BatchedInferencePipeline(model) if device == "cuda" else None
+        batched = BatchedInferencePipeline(model) if cfg.batched else None
         english_only = not model.model.is_multilingual   # the model's own word over the folder's
         _LOADED[key] = Loaded(model, batched, f"whisper {name} {compute} {device}", english_only, str(folder))
     return _LOADED[key]

@@ -109,7 +109,7 @@ class SpeechStage(Stage):
             return self._done(out, base, item, "no audio stream: every span kept as given")
         if mode == "asr" and duration > cfg.max_audio_s:
             return self._video_result(out, base, item, Reason.SPEECH_TOO_LONG,
-                                      f"{path}: {duration / 3600:.2f} h of audio, more than speech.max_audio_s "
+                                      f"{path}: {duration:.0f} s ({duration / 3600:.2f} h) of audio, more than speech.max_audio_s "
                                       f"{cfg.max_audio_s:g} s: split it or raise the limit")
         pre: list[dict] = []
         if mode == "align":   # more words than anyone says in the span and its slack: not worth hearing
@@ -209,6 +209,12 @@ class SpeechStage(Stage):
                 continue
             sub = [h_toks[j] for j in idx]
             al = local_align(g_toks, sub, prefer=lambda j: abs(words[h_owner[idx[j]]][2] - ge))
+            if al.share < cfg.min_match and share < cfg.min_speech_share:
+                res.append(_rejected(s, Reason.SPEECH_NO_SPEECH,
+                                     f"no speech in the given span {gs:.2f}-{ge:.2f} s ({share:.0%} VAD speech) and "
+                                     f"{al.n_matched:g} of {al.n_given} given words heard around it; heard: "
+                                     f"{heard_text!r}", match=round(al.share, 3)))
+                continue
             if al.share < cfg.min_match:
                 res.append(_rejected(s, Reason.SPEECH_MISALIGNED,
                                      f"{al.n_matched:g} of {al.n_given} given words heard within "
@@ -327,7 +333,7 @@ _VIDEO_COLUMNS = ("source_id", "source_kind", "video_id", "video_path", "video_h
 
 def given_rows(rows: list[dict], detail: str) -> tuple[list[dict], list[Record]]:
     """Rows kept as given without hearing them (align off; an audio-free video)."""
-    out = [dict(r, **SPEECH_COLUMNS, given_start=float(r["start"]), given_end=float(r["end"])) for r in rows]
+    out = [{**r, **SPEECH_COLUMNS, "given_start": float(r["start"]), "given_end": float(r["end"])} for r in rows]
     return out, [Record(STAGE, r["segment_id"], Status.OK, Reason.OK, detail, {"span_source": "given"}, "")
                  for r in rows]
 
