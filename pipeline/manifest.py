@@ -42,6 +42,9 @@ class _Entry(BaseModel):
     align: Literal["auto", "off", ""] = Field("", description="this source's speech.align policy; empty = the config's")
 
     _v_id = field_validator("id")(lambda cls, v: check_safe_id(v))
+    # YAML reads a bare `off` as false (and `on` as true): take them as the words they were written as
+    _v_align = field_validator("align", mode="before")(
+        lambda cls, v: {False: "off", True: "auto"}.get(v, v) if isinstance(v, bool) else v)
 
 
 class Span(BaseModel):

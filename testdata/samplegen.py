@@ -32,11 +32,11 @@ import numpy as np
 
 from pipeline.atomic import atomic_dir, atomic_path, write_json, write_text
 
-GENERATOR_VERSION = "1"
+GENERATOR_VERSION = "2"   # 2: the `speech` part (real recorded speech, no captions)
 FPS = 25
 SIZE = (640, 360)
 AUDIO_RATE = 16000
-PARTS = ("folder", "table", "meld", "web")
+PARTS = ("folder", "table", "meld", "web", "speech")
 
 # Landmarks of skimage.data.astronaut() (512x512), measured by eye on the image.
 _FACE_BOX = (180.0, 62.0, 266.0, 182.0)   # forehead-to-chin box
@@ -305,6 +305,21 @@ def make_voice(duration: float, t_sig: np.ndarray, loudness: np.ndarray, seed: i
     return np.clip(0.5 * env * voice + floor, -1, 1).astype(np.float32)
 
 
+def speech_mouth(audio: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """mouth_open in [0, 1] at frame times `t` from real speech: its loudness (RMS over 40 ms, in dB)
+    mapped from 30 dB below the loudest frame (closed) to 6 dB below it (open), lightly smoothed, so the
+    mouth opens on syllables and closes in pauses as a speaker's does."""
+    half = int(0.02 * AUDIO_RATE)
+    c = np.concatenate([[0.0], np.cumsum(np.asarray(audio, np.float64) ** 2)])
+    idx = np.clip((np.asarray(t) * AUDIO_RATE).astype(int), 0, len(audio))
+    a, b = np.clip(idx - half, 0, len(audio)), np.clip(idx + half, 0, len(audio))
+    db = 10 * np.log10((c[b] - c[a]) / np.maximum(1, b - a) + 1e-10)
+    top = np.percentile(db, 98) if len(db) else 0.0
+    m = np.clip((db - (top - 30)) / 24.0, 0, 1)
+    k = np.array([0.25, 0.5, 0.25])
+    return np.clip(np.convolve(m, k, "same"), 0, 1)
+
+
 def _fmt_vtt_time(s: float) -> str:
     ms = int(round(s * 1000))
     return f"{ms // 3600000:02d}:{ms // 60000 % 60:02d}:{ms // 1000 % 60:02d}.{ms % 1000:03d}"
@@ -426,6 +441,8 @@ class ClipSpec:
     times: np.ndarray | None = None                         # VFR frame times
     properties: Sequence[str] = ()
     speaker: str = "astronaut"
+    audio: np.ndarray | None = None                         # real speech (AUDIO_RATE): drives the mouth
+    truth: Sequence[dict] | None = None                     # its sentences [{start, end, text, words}]
 
 
 def make_clip(spec: ClipSpec, dest: Path, captions: bool = True) -> dict:
@@ -433,8 +450,13 @@ def make_clip(spec: ClipSpec, dest: Path, captions: bool = True) -> dict:
     vfr = spec.times is not None
     t = np.asarray(spec.times, np.float64) if vfr else np.arange(int(round(spec.duration * FPS))) / FPS
     windows = spec.windows or [(0.25, spec.duration - 0.25)]
-    sentences = time_sentences(spec.texts, windows)
-    sig = make_signals(t, sentences, spec.seed)
+    if spec.audio is not None:   # real speech: the mouth follows its loudness, the truth is its own
+        sentences = [Sentence(x["start"], x["end"], x["text"]) for x in spec.truth or []]
+        sig = make_signals(t, sentences, spec.seed)
+        sig["mouth_open"] = speech_mouth(spec.audio, t)
+    else:
+        sentences = time_sentences(spec.texts, windows)
+        sig = make_signals(t, sentences, spec.seed)
     boxes: list[list[list[float]]] = []
 
     def frames():
@@ -446,7 +468,8 @@ def make_clip(spec: ClipSpec, dest: Path, captions: bool = True) -> dict:
             yield _render_frame(shot, spec.size, s, float(ti))
 
     t_audio = np.append(t, spec.duration)
-    audio = make_voice(spec.duration, t_audio, np.append(sig["mouth_open"], 0.0), spec.seed + 1000)
+    audio = spec.audio if spec.audio is not None else \
+        make_voice(spec.duration, t_audio, np.append(sig["mouth_open"], 0.0), spec.seed + 1000)
     encode(dest, frames(), spec.size, audio, times=t if vfr else None)
     signals = {
         "fps": None if vfr else FPS, "size": list(spec.size), "duration": spec.duration,
@@ -454,6 +477,7 @@ def make_clip(spec: ClipSpec, dest: Path, captions: bool = True) -> dict:
         **{k: [round(float(x), 4) for x in v] for k, v in sig.items()},
         "face_boxes": boxes, "speaker_face": 0, "shots": list(spec.cuts),
         "sentences": [{"start": s.start, "end": s.end, "text": s.text} for s in sentences],
+        **({"words": [w for x in spec.truth for w in x.get("words", [])]} if spec.truth else {}),
         "notes": "signals in [0,1]; smile 1 = resting smile, 0 = corners pulled down; "
                  "face_boxes list the driven (speaking) face first",
     }
@@ -638,7 +662,62 @@ def _gen_web(root: Path) -> list[dict]:
     return [info]
 
 
-_GENERATORS = {"folder": _gen_folder, "table": _gen_table, "meld": _gen_meld, "web": _gen_web}
+def _speech_clip(name: str, audio: np.ndarray, truth: list[dict], dest: Path, seed: int, shots, props) -> dict:
+    dur = round(len(audio) / AUDIO_RATE, 3)
+    spec = ClipSpec(name, dur, [x["text"] for x in truth], seed, shots, properties=["talking", "real_speech", *props],
+                    audio=audio, truth=truth)
+    return make_clip(spec, dest, captions=False)
+
+
+def _sentence(text: str) -> str:
+    return text[:1].upper() + text[1:] + "."
+
+
+def _gen_speech(root: Path) -> list[dict]:
+    """Real recorded speech (testdata/speech.py: LibriVox, pocketsphinx sdist) on the talking face, with
+    no captions: `folder/speech_01.mp4` (two utterances, their texts only in the audio) and a MELD-layout
+    corpus (`meld/`, train split) of three rows: dia0_utt0 right; dia0_utt1 whose clip starts 1.3 s
+    early, on the end of the neighbour's line (its span is off, as MELD's subtitle-crawled spans are);
+    dia0_utt2 whose row text is another sentence than the one said."""
+    from testdata.speech import librivox, read_wav, speech_track
+
+    u = {x.name[-4:]: x for x in librivox()}
+    out = []
+    audio, truth = speech_track([u["0870"], u["0880"]], gaps_s=1.0, lead_s=0.4)
+    info = _speech_clip("speech_01", audio, truth, root / "folder" / "speech_01.mp4", 51, _closeup, ["asr"])
+    info["path"] = "speech/folder/speech_01.mp4"
+    out.append(info)
+    # MELD layout
+    meld = root / "meld"
+    rows = []
+    a930, t930 = speech_track([u["0930"]], lead_s=0.2)
+    tail = read_wav(u["0870"].wav)[int(5.5 * AUDIO_RATE):int(6.9 * AUDIO_RATE)]   # "...to do for them"
+    b880, t880 = speech_track([u["0880"]], lead_s=0.0)
+    b_audio = np.concatenate([tail, np.zeros(int(0.2 * AUDIO_RATE), np.float32), b880])
+    shift = (len(tail) + int(0.2 * AUDIO_RATE)) / AUDIO_RATE
+    t880 = [dict(x, start=round(x["start"] + shift, 3), end=round(x["end"] + shift, 3),
+                 words=[(w, round(a + shift, 3), round(b + shift, 3)) for w, a, b in x["words"]]) for x in t880]
+    a890, t890 = speech_track([u["0890"]], lead_s=0.2)
+    spec = [("dia0_utt0", a930, t930, _sentence(u["0930"].text), "right", _closeup),
+            ("dia0_utt1", b_audio, t880, _sentence(u["0880"].text), "starts_early", _medium),
+            ("dia0_utt2", a890, t890, _sentence(u["0920"].text), "wrong_text", _closeup)]
+    for n, (name, audio, truth, text, role, shots) in enumerate(spec):
+        info = _speech_clip(name, audio, truth, meld / "train_splits" / f"{name}.mp4", 61 + n, shots,
+                            ["meld_speech", role])
+        info.update(path=f"speech/meld/train_splits/{name}.mp4", split="train", row_text=text, role=role)
+        out.append(info)
+        rows.append([n + 1, text, "Narrator", "neutral", "neutral", 0, n, 1, 1,
+                     f"0:00:{10 + 8 * n:02d},000", f"0:00:{10 + 8 * n + int(len(audio) / AUDIO_RATE):02d},000"])
+    buf = io.StringIO()
+    wr = csv.writer(buf, lineterminator="\n")
+    wr.writerow(_MELD_COLS)
+    wr.writerows(rows)
+    write_text(meld / "train_sent_emo.csv", buf.getvalue())
+    return out
+
+
+_GENERATORS = {"folder": _gen_folder, "table": _gen_table, "meld": _gen_meld, "web": _gen_web,
+               "speech": _gen_speech}
 
 
 def make_sample(dest: Path, force: bool = False, parts: Iterable[str] | None = None) -> dict:

@@ -381,8 +381,11 @@ def result_rows(rows: list[dict], item: dict, rec: Record) -> tuple[list[dict], 
             if u.get(k) is not None:
                 figs[k] = u[k]
         ok_ = u["status"] == "ok"
+        detail = u.get("detail", "")
+        if detail and not ok_:   # say which clip and span, as every record's detail does
+            detail = f"{row['video_path']} {float(row['start']):.2f}-{float(row['end']):.2f} s: {detail}"
         recs.append(Record(STAGE, seg_id, Status.OK if ok_ else Status.SKIPPED, Reason(u["reason"]),
-                           u.get("detail", ""), figs, rec.output))
+                           detail, figs, rec.output))
         if not ok_:
             continue
         from pipeline.formats.speech import words_json
