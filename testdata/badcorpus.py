@@ -37,7 +37,7 @@ import numpy as np
 
 from pipeline.atomic import atomic_dir, atomic_path, write_bytes, write_json, write_text
 
-CORPUS_VERSION = "4"
+CORPUS_VERSION = "5"   # 5: a clip without captions goes to the speech stage (its generated voice: no speech)
 
 _X264 = ["-c:v", "libx264", "-preset", "ultrafast", "-threads", "1", "-flags:v", "+bitexact"]
 _MUX = ["-map_metadata", "-1", "-fflags", "+bitexact", "-movflags", "+faststart"]
@@ -179,7 +179,8 @@ def _bad(root: Path, good: Path, items: list) -> None:
     item("garbled_captions", "caption file of random bytes", ("ingest", "failed", "input.bad_captions"),
          bytes(rng.randrange(256) for _ in range(600)))
     shutil.copyfile(good, root / "no_captions.mp4")
-    item("no_captions", "clip without a sidecar caption file", ("ingest", "skipped", "input.no_captions"), None)
+    item("no_captions", "clip without a sidecar caption file (transcribed: its generated voice is no speech)",
+         ("speech", "skipped", "speech.no_speech"), None)
     # one 300 KB cue built to make backtracking regexes quadratic: skipped over sources.captions.max_cue_chars
     # (and parsed in linear time when the cap is raised: tests/test_hardening.py -k caption_bombs)
     for stem, unit, what in (("voice_bomb", "<v ", "`<v `"), ("bracket_bomb", "[", "`[`")):
@@ -264,15 +265,17 @@ ALIAS_BOMB = "".join([
 
 
 def _manifests(dest: Path) -> None:
-    srcs = [{"id": "good", "kind": "folder", "path": "good"},
-            {"id": "table", "kind": "table", "path": "table/good.csv"}]
+    # the corpus' voices are generated, not speech: spans are not aligned against them (align off);
+    # clips without any text are still transcribed (and found to hold no speech)
+    srcs = [{"id": "good", "kind": "folder", "path": "good", "align": "off"},
+            {"id": "table", "kind": "table", "path": "table/good.csv", "align": "off"}]
     base = {"name": "badcorpus", "license": "CC0-1.0"}
     write_text(dest / "manifest-good.yaml", json.dumps(dict(base, sources=srcs), indent=1) + "\n")
-    full = [srcs[0], {"id": "table", "kind": "table", "path": "table/rows.csv"},
-            {"id": "bad", "kind": "folder", "path": "bad"},
-            {"id": "good_again", "kind": "folder", "path": "good", "pattern": "good.mp4"},
-            {"id": "web", "kind": "youtube", "urls": [u for u, _ in _WEB_URLS]},
-            {"id": "huge_table", "kind": "table", "path": "table/huge.parquet"}]
+    full = [srcs[0], {"id": "table", "kind": "table", "path": "table/rows.csv", "align": "off"},
+            {"id": "bad", "kind": "folder", "path": "bad", "align": "off"},
+            {"id": "good_again", "kind": "folder", "path": "good", "pattern": "good.mp4", "align": "off"},
+            {"id": "web", "kind": "youtube", "urls": [u for u, _ in _WEB_URLS], "align": "off"},
+            {"id": "huge_table", "kind": "table", "path": "table/huge.parquet", "align": "off"}]
     write_text(dest / "manifest.yaml", json.dumps(dict(base, sources=full), indent=1) + "\n")
     trav = [{"id": "../escape", "kind": "folder", "path": "good"}]
     write_text(dest / "manifest-traversal.yaml", json.dumps(dict(base, sources=trav), indent=1) + "\n")

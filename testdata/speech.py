@@ -48,36 +48,50 @@ def cache_dir() -> Path:
 
 
 def fetch(dest: Path | None = None) -> Path:
-    """The folder holding `librivox/` and `cards/`, fetched with `pip download` once."""
+    """The folder holding `librivox/` and `cards/`, fetched with `pip download` once (safe to race: each
+    caller downloads into its own temporary folder and the first to finish publishes `data/`)."""
+    import shutil
+    import tempfile
+
     dest = Path(dest or cache_dir())
     data = dest / "data"
     if (data / "librivox" / "fileids").is_file():
         return data
     dest.mkdir(parents=True, exist_ok=True)
-    # --no-binary for this one package only: the sdist holds the recordings, the wheels do not
-    # (--no-binary :all: would also build its Cython extension: minutes)
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", "pocketsphinx", SDIST,
-           "-d", str(dest), "--quiet", "--disable-pip-version-check", "--timeout", "20", "--retries", "1"]
+    work = Path(tempfile.mkdtemp(prefix=".fetch-", dir=dest))
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL)
-    except subprocess.TimeoutExpired:
-        raise PocketsphinxUnavailable(f"`{' '.join(cmd[2:])}` did not finish in 300 s") from None
-    tars = sorted(dest.glob("pocketsphinx-*.tar.gz"))
-    if proc.returncode != 0 or not tars:
-        tail = " | ".join((proc.stderr or proc.stdout).strip().splitlines()[-2:])
-        raise PocketsphinxUnavailable(f"`python -m {' '.join(cmd[2:])}` failed ({tail}): the test speech comes "
-                                      f"from that sdist")
-    tmp = dest / "data.tmp"
-    with tarfile.open(tars[-1]) as tf:
-        for m in tf.getmembers():
-            rel = m.name.split("/", 1)[1] if "/" in m.name else ""
-            if m.isfile() and rel.startswith(_MEMBERS) and ".." not in rel:
-                out = tmp / rel[len("test/data/"):]
-                out.parent.mkdir(parents=True, exist_ok=True)
-                with tf.extractfile(m) as src:
-                    out.write_bytes(src.read())
-    tmp.rename(data)
-    tars[-1].unlink()
+        # --no-binary for this one package only: the sdist holds the recordings, the wheels do not
+        # (--no-binary :all: would also build its Cython extension: minutes)
+        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", "pocketsphinx", SDIST,
+               "-d", str(work), "--quiet", "--disable-pip-version-check", "--timeout", "20", "--retries", "1"]
+        shown = f"python -m pip download --no-deps --no-binary pocketsphinx {SDIST} -d {dest}"
+        try:
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL)
+        except subprocess.TimeoutExpired:
+            raise PocketsphinxUnavailable(f"`{shown}` did not finish in 300 s: the test speech comes from that "
+                                          f"sdist") from None
+        tars = sorted(work.glob("pocketsphinx-*.tar.gz"))
+        if proc.returncode != 0 or not tars:
+            tail = " | ".join((proc.stderr or proc.stdout).strip().splitlines()[-2:])
+            raise PocketsphinxUnavailable(f"`{shown}` failed ({tail}): the test speech comes from that sdist")
+        tmp = work / "data"
+        with tarfile.open(tars[-1]) as tf:
+            for m in tf.getmembers():
+                rel = m.name.split("/", 1)[1] if "/" in m.name else ""
+                if m.isfile() and rel.startswith(_MEMBERS) and ".." not in rel:
+                    out = tmp / rel[len("test/data/"):]
+                    out.parent.mkdir(parents=True, exist_ok=True)
+                    with tf.extractfile(m) as src:
+                        out.write_bytes(src.read())
+        if not (tmp / "librivox" / "fileids").is_file():
+            raise PocketsphinxUnavailable(f"{tars[-1].name} holds no test/data/librivox/: not the expected sdist")
+        try:
+            tmp.rename(data)
+        except OSError:
+            if not (data / "librivox" / "fileids").is_file():   # not a racing fetch that got there first
+                raise
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
     return data
 
 
@@ -141,11 +155,13 @@ def librivox(dest: Path | None = None) -> list[Utt]:
     return out
 
 
-def speech_track(utts: list[Utt], gaps_s: float = 1.0, lead_s: float = 0.5, noise_db: float | None = None,
-                 seed: int = 0) -> tuple[np.ndarray, list[dict]]:
-    """The recordings one after another, `lead_s` of silence first and `gaps_s` of silence between them
-    (besides each file's own leading and trailing silence), with an optional noise floor. Truth: per
-    utterance {name, text, start, end (its speech edges), words [(word, start, end)]} on the track."""
+def speech_track(utts: list[Utt], gaps_s: float = 1.0, lead_s: float = 0.5, rate: int = RATE,
+                 noise_db: float | None = None, seed: int = 0, tail_s: float = 0.5) -> tuple[np.ndarray, list[dict]]:
+    """The recordings one after another: `lead_s` of silence first, `gaps_s` of silence between them
+    (besides each file's own ~0.2 s of leading and trailing silence), `tail_s` after, at `rate` Hz
+    (resampled from 16 kHz), with an optional noise floor (`noise_db` dBFS, e.g. -60). Repeat utterances
+    in `utts` to make long audio. Truth: per utterance {name, text, start, end (its speech edges), words
+    [(word, start, end)]}, in seconds on the track."""
     parts, truth, t = [np.zeros(int(round(lead_s * RATE)), np.float32)], [], lead_s
     for k, u in enumerate(utts):
         a = read_wav(u.wav)
@@ -157,8 +173,15 @@ def speech_track(utts: list[Utt], gaps_s: float = 1.0, lead_s: float = 0.5, nois
         if k < len(utts) - 1:
             parts.append(np.zeros(int(round(gaps_s * RATE)), np.float32))
             t += int(round(gaps_s * RATE)) / RATE
-    parts.append(np.zeros(int(round(0.5 * RATE)), np.float32))
+    parts.append(np.zeros(int(round(tail_s * RATE)), np.float32))
     audio = np.concatenate(parts)
+    if rate != RATE:
+        from math import gcd
+
+        from scipy.signal import resample_poly
+
+        g = gcd(int(rate), RATE)
+        audio = resample_poly(audio, int(rate) // g, RATE // g).astype(np.float32)
     if noise_db is not None:
         audio = audio + (10 ** (noise_db / 20) * np.random.default_rng(seed).standard_normal(len(audio))).astype(np.float32)
     return audio.astype(np.float32), truth

@@ -57,7 +57,7 @@ def run(*args, timeout: float = 600) -> tuple[int, str]:
 def manifest(tmp_path: Path, sample_dir: Path) -> Path:
     p = tmp_path / "m.yaml"
     p.write_text(f"name: {NAME}\nlicense: CC-BY-4.0\nsources:\n"
-                 f"  - {{id: table, kind: table, path: {sample_dir / 'table' / 'table.csv'}}}\n")
+                 f"  - {{id: table, kind: table, path: {sample_dir / 'table' / 'table.csv'}, align: 'off'}}\n")
     return p
 
 
@@ -292,8 +292,8 @@ FAST = ["orchestration.max_failed_share=1", "sources.youtube.allow_private_urls=
 def test_flaky_server_build_finishes_and_reruns_complete_it(flaky_server, tmp_path):
     url, handler = flaky_server
     m = tmp_path / "web.yaml"
-    m.write_text(f"name: {NAME}\nlicense: CC-BY-4.0\nsources:\n  - id: web\n    kind: youtube\n    urls: ["
-                 + ", ".join(f"'{url}/p{n}.html'" for n in (1, 2, 3)) + "]\n")
+    m.write_text(f"name: {NAME}\nlicense: CC-BY-4.0\nsources:\n  - id: web\n    kind: youtube\n    align: 'off'\n"
+                 "    urls: [" + ", ".join(f"'{url}/p{n}.html'" for n in (1, 2, 3)) + "]\n")
     sets = [a for s in FAST for a in ("--set", s)]
     ws = tmp_path / "ws"
     runs = []

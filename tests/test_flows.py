@@ -25,8 +25,8 @@ pytestmark = pytest.mark.prefect
 def _manifest(tmp_path: Path, sample_dir: Path, broken: bool = False) -> Path:
     """The sample's table and folder sources; optionally a table row pointing at a corrupt clip."""
     table = sample_dir / "table"
-    srcs = [f"  - {{id: table, kind: table, path: {table / 'table.csv'}}}",
-            f"  - {{id: talk, kind: folder, path: {sample_dir / 'folder'}, pattern: 'talk_0[12].mp4'}}"]
+    srcs = [f"  - {{id: table, kind: table, path: {table / 'table.csv'}, align: 'off'}}",   # generated voices
+            f"  - {{id: talk, kind: folder, path: {sample_dir / 'folder'}, pattern: 'talk_0[12].mp4', align: 'off'}}"]
     if broken:
         bad = tmp_path / "broken"
         bad.mkdir(exist_ok=True)
@@ -35,7 +35,7 @@ def _manifest(tmp_path: Path, sample_dir: Path, broken: bool = False) -> Path:
         (bad / "corrupt.mp4").write_bytes(data[: len(data) // 3][:200] + b"\0" * 4096)
         (bad / "t.csv").write_text("video,start,end,text\ncorrupt.mp4,0.0,2.0,This clip is broken.\n"
                                    f"{good},0.0,2.0,This clip is fine.\n")
-        srcs.append(f"  - {{id: broken, kind: table, path: {bad / 't.csv'}}}")
+        srcs.append(f"  - {{id: broken, kind: table, path: {bad / 't.csv'}, align: 'off'}}")
     p = tmp_path / "m.yaml"
     p.write_text("name: flowtest\nlicense: CC-BY-4.0\nsources:\n" + "\n".join(srcs) + "\n")
     return p

@@ -51,10 +51,12 @@ def listing(root: Path, skip: tuple[Path, ...] = ()) -> dict[str, tuple]:
 
 
 def outcomes(ws: Path, run_dir: Path, name: str, items: list[dict]) -> dict[str, set]:
-    """Each corpus item's outcome: the first record of its chain (ingest → faces → expressions →
-    assemble) that is not ok, as (stage, status, reason); ('assemble', 'ok', 'ok') when it made it."""
+    """Each corpus item's outcome: the first record of its chain (ingest → speech → faces → expressions →
+    assemble) that is not ok, as (stage, status, reason); ('assemble', 'ok', 'ok') when it made it. A
+    video the speech stage transcribed has its record under `SOURCE/VIDEO` and its rows in speech.parquet."""
     recs = pd.read_parquet(run_dir / "records.parquet")
     segs = pd.read_parquet(ws / "state" / name / "ingest.parquet")
+    heard = pd.read_parquet(ws / "state" / name / "speech.parquet")
     by = {(r.stage, r.item_id): r for r in recs.itertuples()}
     out: dict[str, set] = {}
     for it in items:
@@ -65,7 +67,13 @@ def outcomes(ws: Path, run_dir: Path, name: str, items: list[dict]) -> dict[str,
         if r.status != "ok":
             out[it["id"]] = {(r.stage, r.status, r.reason)}
             continue
+        v = by.get(("speech", f"{it['source']}/{it['name']}"))
+        if v is not None and v.status != "ok":
+            out[it["id"]] = {(v.stage, v.status, v.reason)}
+            continue
         s = segs[segs.source_id == it["source"]]
+        if v is not None:   # transcribed: its utterances are the speech stage's
+            s = heard[heard.source_id == it["source"]]
         seg = it.get("segment")
         if seg:
             s = s[(s.video_id == seg["video_id"]) & ((s.start - seg["start"]).abs() < 1e-6)
@@ -75,7 +83,7 @@ def outcomes(ws: Path, run_dir: Path, name: str, items: list[dict]) -> dict[str,
         res = set()
         for sid in s.segment_id:
             o = ("assemble", "ok", "ok")
-            for st in ("faces", "expressions", "assemble"):
+            for st in ("speech", "faces", "expressions", "assemble"):
                 q = by.get((st, sid))
                 if q is None or q.status != "ok":
                     o = (st, q.status, q.reason) if q is not None else (st, "missing", "")

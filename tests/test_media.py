@@ -253,7 +253,7 @@ def test_build_applies_the_media_config(sample_dir, tmp_path):
     from wordsmile.build import Build, local_mapper
 
     m = tmp_path / "m.yaml"
-    m.write_text(f"name: t\nsources:\n  - {{id: t, kind: table, path: {sample_dir / 'table' / 'table.csv'}}}\n")
+    m.write_text(f"name: t\nsources:\n  - {{id: t, kind: table, path: {sample_dir / 'table' / 'table.csv'}, align: 'off'}}\n")
     from pipeline import media
 
     try:

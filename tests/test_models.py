@@ -105,14 +105,19 @@ def test_cli_install_and_list(real_models, tmp_cache):
     import typer
     from typer.testing import CliRunner
 
+    from wordsmile.models import register
+
     app = typer.Typer()
-    models.register(app)
+    register(app)
     runner = CliRunner()
     r = runner.invoke(app, ["list"])
     assert r.exit_code == 0 and "face_landmarker" in r.output and "does not exist" in r.output
     r = runner.invoke(app, ["install", "--face-landmarker", str(real_models["face_landmarker"]),
-                            "--face-detector-full-range", str(real_models["face_detector_full_range"])])
+                            "--face-detector-full-range", str(real_models["face_detector_full_range"]),
+                            "--whisper", ""])   # the Whisper wheels are tested in test_speech.py
     assert r.exit_code == 0, r.output
     r = runner.invoke(app, ["list"])
-    assert r.output.count("verified") == 2
+    assert r.output.count("verified") == 2 and "whisper base" in r.output   # listed, not installed here
+    r = runner.invoke(app, ["install", "--whisper", "large"])
+    assert r.exit_code == 1 and "not one of base, tiny.en" in r.output
     shutil.rmtree(tmp_cache)

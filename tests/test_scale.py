@@ -188,7 +188,7 @@ def test_flame53_runs_on_the_gpu_pool_capped_by_the_gpu_tag(stack, sample_dir, t
     write_random_emoca_folder(emoca, jaw=True, global_pose=False, seed=0)
     m = tmp_path / "m.yaml"
     m.write_text(f"name: pools\nlicense: CC0-1.0\nsources:\n"
-                 f"  - {{id: table, kind: table, path: {sample_dir / 'table' / 'table.csv'}}}\n")
+                 f"  - {{id: table, kind: table, path: {sample_dir / 'table' / 'table.csv'}, align: 'off'}}\n")
     ws = tmp_path / "ws"
     overrides = ["expressions.backend=flame53", f"expressions.emoca_path={emoca}", "expressions.device=cpu",
                  "expressions.batch_size=8", "faces.analysis_fps=10", "faces.min_track_frames=6",

@@ -112,6 +112,10 @@ def server(sample_dir, tmp_path_factory, internal):
     (root / "rolling.html").write_text(ROLLING_HTML)
     (root / "redir-video.html").write_text(ROLLING_HTML.replace('src="clip.mp4"', 'src="to-internal.mp4"')
                                            .replace("rolling.en.vtt", "clip.en.vtt"))
+    # real recorded speech on the talking face, and no captions anywhere: the text is in the audio only
+    shutil.copy(sample_dir / "speech" / "folder" / "speech_01.mp4", root / "speech.mp4")
+    (root / "speech.html").write_text('<!DOCTYPE html><html><head><title>a talk without captions</title></head>'
+                                      '<body><video src="speech.mp4"></video></body></html>')
     handler = type("H", (_Handler,), {"hits": [], "agents": [], "internal": internal[0]})
     with loopback_server(handler, root) as url:
         _ALLOWED[:] = [url.split("//", 1)[1]]
@@ -433,3 +437,27 @@ def test_doctor_reports_js_runtime_and_ejs(tmp_path):
     assert rt[:2] == ("JS runtime", "ok") and rt[2].startswith("deno 2.") and ejs[:2] == ("EJS scripts", "ok")
     rt, _ = _check_js(YouTubeConfig(js_runtime_path=str(tmp_path / "no-deno-here")))
     assert rt[1] == "missing" and "pip install deno" in rt[3]
+
+
+def test_a_page_without_captions_becomes_samples_from_its_speech(server, sample_dir, tmp_path):
+    """A "YouTube" page with no captions at all: downloaded, then transcribed by the speech stage; the
+    texts are the spoken words and the spans hold them (truth: the LibriVox reference alignments)."""
+    from test_speech import wer
+
+    from wordsmile.build import Build
+
+    base, _ = server
+    m = tmp_path / "m.yaml"
+    m.write_text(yaml.safe_dump({"name": "talk", "license": "CC0-1.0",
+                                 "sources": [{"id": "web", "kind": "youtube", "urls": [f"{base}/speech.html"]}]}))
+    allowed = [f"sources.youtube.allow_hosts={json.dumps(_ALLOWED)}"]
+    b = Build(m, tmp_path / "ws", overrides=FAST + allowed)
+    b.run(["ingest", "speech"])
+    df, recs = b.load_state("speech")
+    idx = json.loads((sample_dir / "sample.json").read_text())
+    truth = next(c for c in idx["clips"] if c["path"].endswith("speech_01.mp4"))["sentences"]
+    assert len(df) == len(truth) and set(df.text_source) == {"asr"} and df.source_kind.tolist() == ["youtube"] * 2
+    for t, row in zip(truth, df.sort_values("start").itertuples()):
+        assert wer(t["text"], row.text) <= 0.1, (t["text"], row.text)
+        assert abs(row.start - t["start"]) <= 0.15 and abs(row.end - t["end"]) <= 0.2
+        assert row.url.endswith("speech.html") or row.url.endswith("speech.mp4")
