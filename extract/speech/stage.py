@@ -125,12 +125,14 @@ class SpeechStage(Stage):
                     segs.append(sg)
             item = dict(item, segments=segs)
         chunks = [(0.0, duration)] if mode == "asr" else _windows(item["segments"], cfg.align_slack_s, duration)
-        words, regions, streams, langs = [], [], set(), []
+        from extract.speech.vad import Loudness, speech_regions
+
+        words, regions, streams, langs, loud = [], [], set(), [], Loudness()
         for c0, c1 in chunks:
             check_deadline()
             audio, k = _read(path, c0, c1, info)
             streams.add(k)
-            from extract.speech.vad import speech_regions
+            loud.add(c0, audio)
 
             regions += speech_regions(audio, cfg, offset=c0)
             if not _regions_in(regions, c0, c1):
@@ -146,11 +148,11 @@ class SpeechStage(Stage):
             lang, prob, _ = max(langs, key=lambda x: x[2])
             base["language"], base["language_prob"] = lang, round(prob, 3)
         if mode == "asr":
-            return self._asr(out, base, item, words, regions, duration, ctx)
-        return self._align(out, base, item, words, regions, duration, cfg, pre)
+            return self._asr(out, base, item, words, regions, duration, ctx, loud)
+        return self._align(out, base, item, words, regions, duration, cfg, pre, loud)
 
     # -- transcription
-    def _asr(self, out, base, item, words, regions, duration, ctx) -> Record:
+    def _asr(self, out, base, item, words, regions, duration, ctx, loud=None) -> Record:
         from extract.speech.utterances import heard_utterances
 
         cfg = ctx.cfg.speech
@@ -166,7 +168,7 @@ class SpeechStage(Stage):
             return self._video_result(out, base, item, Reason.SPEECH_LANGUAGE,
                                       f"{path}: spoken language detected as {lang!r} (p={prob:.2f}), not one of "
                                       f"speech.languages {cfg.languages}")
-        utts, n_short = heard_utterances(words, regions, duration, ctx.cfg.sources.captions, cfg)
+        utts, n_short = heard_utterances(words, regions, duration, ctx.cfg.sources.captions, cfg, loud)
         res = []
         for u in utts:
             u["segment_id"] = ""          # Build names it: stable_id(source, video, start, end)
@@ -185,7 +187,7 @@ class SpeechStage(Stage):
                                            f"({len(res) - n_ok} rejected, {n_short} too short)")
 
     # -- alignment
-    def _align(self, out, base, item, words, regions, duration, cfg, pre=()) -> Record:
+    def _align(self, out, base, item, words, regions, duration, cfg, pre=(), loud=None) -> Record:
         from extract.speech.align import local_align, refine_edges, tokens
         from extract.speech.vad import speech_in, speech_share
 
@@ -193,7 +195,7 @@ class SpeechStage(Stage):
         h_toks, h_owner = tokens(heard_words)
         res = []
         segs = sorted(item["segments"], key=lambda s: (float(s["start"]), float(s["end"])))
-        for n, s in enumerate(segs):
+        for s in segs:
             gs, ge = float(s["start"]), float(s["end"])
             lo_w, hi_w = max(0.0, gs - cfg.align_slack_s), min(duration, ge + cfg.align_slack_s)
             idx = [j for j, o in enumerate(h_owner) if lo_w <= 0.5 * (words[o][1] + words[o][2]) <= hi_w]
@@ -221,12 +223,13 @@ class SpeechStage(Stage):
                                      f"{lo_w:.2f}-{hi_w:.2f} s (speech.min_match {cfg.min_match:g}); heard: "
                                      f"{heard_text!r}", match=round(al.share, 3)))
                 continue
-            first, last = words[h_owner[idx[al.pairs[0][1]]]], words[h_owner[idx[al.pairs[-1][1]]]]
-            lo = max([r["end"] for r in res if r["status"] == "ok"] + [lo_w])
-            nxt = [float(x["start"]) for x in segs[n + 1:]]
-            hi = min([hi_w] + [max(ge, v) for v in nxt[:1]])
-            start, end = refine_edges(first[1], last[2], regions, cfg.edge_pad_s, lo, hi)
-            w_out = _given_word_times(given_words, g_owner, al.pairs, idx, h_owner, words)
+            j0, j1 = _complete_edges(al, sub, idx, h_owner, words)
+            first, last = words[h_owner[idx[j0]]], words[h_owner[idx[j1]]]
+            # each given row stands alone (rows may overlap, a wrong neighbour must not clip a right one):
+            # the edges are bounded by the search window only
+            start, end = refine_edges(first[1], last[2], loud, cfg.edge_pad_s, lo_w, hi_w)
+            w_out = [[w, _r(min(max(a, start), end)), _r(min(max(b, start), end)), p] for w, a, b, p in
+                     _given_word_times(given_words, g_owner, al.pairs, idx, h_owner, words)]
             probs = [words[h_owner[idx[j]]][3] for _, j in al.pairs]
             res.append({"segment_id": s["segment_id"], "status": "ok", "reason": Reason.OK.value, "detail": "",
                         "start": _r(start), "end": _r(end), "text": s["text"], "words": w_out,
@@ -260,6 +263,21 @@ class SpeechStage(Stage):
         write_speech(out, base)
         return Record(STAGE, self.item_id(item), Status.SKIPPED, reason, detail,
                       {"mode": item["mode"], "n_given": len(item["segments"])}, "")
+
+
+def _complete_edges(al, sub, idx, h_owner, words, max_pause: float = 0.6) -> tuple[int, int]:
+    """The first and last heard token of an aligned span. A given word at either end that was heard
+    differently ("was" heard as "with") is not in the local alignment; when the given text goes on
+    past its last aligned word and heard words follow without a pause, the span takes as many of them
+    as given words are left (likewise before the first), so the edge word is not cut off."""
+    j0, j1 = al.pairs[0][1], al.pairs[-1][1]
+    left, right = al.pairs[0][0], al.n_given - 1 - al.pairs[-1][0]
+    t = lambda j: words[h_owner[idx[j]]]   # noqa: E731 - the heard word of token j
+    while right > 0 and j1 + 1 < len(sub) and t(j1 + 1)[1] - t(j1)[2] <= max_pause:
+        j1, right = j1 + 1, right - 1
+    while left > 0 and j0 > 0 and t(j0)[1] - t(j0 - 1)[2] <= max_pause:
+        j0, left = j0 - 1, left - 1
+    return j0, j1
 
 
 def _regions_in(regions, a, b) -> bool:

@@ -3,8 +3,8 @@
 Each word becomes a one-word cue and extract/captions.py `merge_cues` groups them: a sentence end
 closes an utterance, a pause longer than `sources.captions.max_gap_s` or `max_duration_s` starts a new
 one, and `drop_short` removes the too-short ones. Transcripts and captions therefore cut the same way;
-only the edges differ: those of a heard utterance come from its words, moved out to the VAD edge
-(align.refine_edges).
+only the edges differ: those of a heard utterance come from its words, checked against the audio's
+energy (align.refine_edges).
 """
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import numpy as np
 from extract.captions import Cue, drop_short, merge_cues
 
 
-def heard_utterances(words, regions, duration: float, cap_cfg, cfg) -> tuple[list[dict], int]:
+def heard_utterances(words, regions, duration: float, cap_cfg, cfg, loud=None) -> tuple[list[dict], int]:
     """(utterance results as speech.json holds them, number dropped as shorter than min_duration_s)."""
     from extract.speech.align import refine_edges
     from extract.speech.vad import speech_in, speech_share
@@ -31,7 +31,7 @@ def heard_utterances(words, regions, duration: float, cap_cfg, cfg) -> tuple[lis
     for k, (u, ps) in enumerate(zip(utts, per_utt)):
         lo = kept_ends[-1] if kept_ends else 0.0
         hi = utts[k + 1].start if k + 1 < len(utts) else duration
-        s, e = refine_edges(u.start, u.end, regions, cfg.edge_pad_s, lo, hi)
+        s, e = refine_edges(u.start, u.end, loud, cfg.edge_pad_s, lo, hi)
         u.start, u.end = s, e
         kept_ends.append(e)
         u.words = [(w, a, b) for (w, a, b) in (u.words or [])]
@@ -42,7 +42,9 @@ def heard_utterances(words, regions, duration: float, cap_cfg, cfg) -> tuple[lis
     for u, ps in out:
         if id(u) not in keep_ids:
             continue
-        ws = [[w, round(a, 3), round(b, 3), round(p, 3)] for (w, a, b), p in zip(u.words, ps)]
+        # the edges came from the audio: word times stay inside them
+        ws = [[w, round(min(max(a, u.start), u.end), 3), round(min(max(b, u.start), u.end), 3), round(p, 3)]
+              for (w, a, b), p in zip(u.words, ps)]
         res.append({"status": "ok", "reason": "ok", "detail": "", "start": round(u.start, 3),
                     "end": round(u.end, 3), "text": u.text, "words": ws, "span_source": "asr",
                     "given_start": None, "given_end": None,
