@@ -343,3 +343,49 @@ def test_nothing_passing_still_writes_an_explained_dataset(tmp_path):
     assert load_pkl(out / "train_stage1_text.pkl") == [] and (out / "report.html").is_file()
     assert len(read_table(out)) == 0
     assert "no sample passed" in (out / "README.md").read_text()
+
+
+def test_speech_columns_reach_parquet_card_and_report(tmp_path):
+    """The speech stage's columns: words as list<struct> with probabilities, the shift of aligned spans, the
+    text source per sample; the card and the report say where texts and spans came from."""
+    import json as _json
+
+    import pyarrow.parquet as papq
+
+    from dataset.assemble import assemble
+    from pipeline.formats.dataset import DATA_FILES, column_doc, read_samples
+
+    ctx = make_ctx(tmp_path)
+    segs = build_world(ctx.ws)
+    good = segs[~segs.segment_id.str.startswith(("bad", "zz"))].index
+    segs["text_source"], segs["span_source"] = "captions", "given"
+    for c in ("given_start", "given_end", "asr_confidence", "match"):
+        segs[c] = float("nan")
+    segs["given_start"], segs["given_end"] = segs["start"], segs["end"]
+    segs["language"], segs["speech_model"], segs["speech_spans"], segs["audio_stream"] = "", "", "", -1
+    a, b = good[0], good[1]   # one aligned (moved 0.4 s later), one transcribed
+    segs.loc[a, ["span_source", "given_start", "given_end", "asr_confidence", "match"]] = \
+        ["aligned", segs.loc[a, "start"] - 0.4, segs.loc[a, "end"] - 0.2, 0.9, 1.0]
+    segs.loc[a, "words"] = _json.dumps([["Hello", segs.loc[a, "start"], segs.loc[a, "start"] + 0.3, 0.95],
+                                        ["there", segs.loc[a, "start"] + 0.3, segs.loc[a, "start"] + 0.6, None]])
+    segs.loc[b, ["text_source", "span_source", "given_start", "given_end", "asr_confidence"]] = \
+        ["asr", "asr", float("nan"), float("nan"), 0.8]
+    segs.loc[[a, b], ["language", "speech_model", "audio_stream"]] = ["en", "whisper base int8 cpu", 0]
+    out, _ = assemble(segs, ctx, "demo")
+    schema = papq.read_schema(out / DATA_FILES["train"])
+    assert str(schema.field("words").type) == \
+        "list<element: struct<word: string, start: double, end: double, probability: double>>"
+    for f in schema:
+        assert column_doc(f.name) != "additional per-sample value", f.name
+    df = read_samples(out).set_index("sample_id")
+    ra, rb = df.loc[segs.loc[a, "segment_id"]], df.loc[segs.loc[b, "segment_id"]]
+    assert [w["word"] for w in ra.words] == ["Hello", "there"] and ra.words[0]["probability"] == 0.95
+    assert ra.words[1]["probability"] is None
+    assert ra.shift_start == pytest.approx(0.4) and ra.shift_end == pytest.approx(0.2) and ra.text_match == 1.0
+    assert rb.text_source == "asr" and np.isnan(rb.shift_start) and rb.audio_stream == 0
+    assert len(df[df.words.map(len) == 0]) == len(df) - 1   # the others had no word times
+    card = (out / "README.md").read_text()
+    assert "## Text and timing" in card and "Spans: given" in card and "aligned 1" in card and "asr 1" in card
+    assert "median |shift| of 0.40 s at the start and 0.20 s at the end" in card
+    report = (out / "report.html").read_text()
+    assert "id=\"timing\"" in report and "+0.40 / +0.20" in report

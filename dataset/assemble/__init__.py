@@ -27,7 +27,11 @@ STAGE = "assemble"
 CODE_VERSION = "1"
 
 _SEG_STR_COLUMNS = ["source_id", "source_kind", "video_id", "video_hash", "words", "speaker", "emotion",
-                    "sentiment", "url", "title", "uploader", "license", "downloaded_at", "tool_versions"]
+                    "sentiment", "url", "title", "uploader", "license", "downloaded_at", "tool_versions",
+                    "text_source", "span_source", "language", "speech_model", "speech_spans"]
+# the speech stage's numbers (tables built before it lack them: NaN / -1); segment column -> Parquet column
+_SEG_NUM_COLUMNS = {"given_start": "given_start", "given_end": "given_end", "asr_confidence": "asr_confidence",
+                    "match": "text_match"}
 
 
 
@@ -104,13 +108,23 @@ def samples_table(kept, ratios: list[float], salt: str) -> pd.DataFrame:
         for col in _SEG_STR_COLUMNS:
             v = row.get(col, "")
             r[col] = "" if v is None or (isinstance(v, float) and np.isnan(v)) else str(v)
+        for col, name in _SEG_NUM_COLUMNS.items():
+            v = row.get(col)
+            r[name] = float("nan") if v is None or v == "" else float(v)
+        if not r["span_source"]:
+            r["span_source"] = "given"   # a table from before the speech stage: spans as the source gave them
+            r["given_start"], r["given_end"] = r["start"], r["end"]
+        r["shift_start"], r["shift_end"] = r["start"] - r["given_start"], r["end"] - r["given_end"]
+        a = row.get("audio_stream")
+        r["audio_stream"] = -1 if a is None or a == "" or (isinstance(a, float) and np.isnan(a)) else int(a)
         r.update(face_columns(str(row.get("faces_dir") or "")))
         rows.append(r)
     if not rows:
         from pipeline.formats.dataset import CORE_COLUMNS, PROVENANCE_COLUMNS
-        return pd.DataFrame({c: pd.Series(dtype=float if c in ("fps", "duration", "valid_ratio", "coverage", "start",
-                                                               "end")
-                                          else int if c == "n_frames" else object)
+        floats = ("fps", "duration", "valid_ratio", "coverage", "start", "end", "given_start", "given_end",
+                  "shift_start", "shift_end", "asr_confidence", "text_match")
+        return pd.DataFrame({c: pd.Series(dtype=float if c in floats else int if c in ("n_frames", "audio_stream")
+                                          else object)
                              for c in CORE_COLUMNS + ["coverage"] + PROVENANCE_COLUMNS})
     return _coerce_face(pd.DataFrame(rows))
 

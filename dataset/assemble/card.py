@@ -123,6 +123,34 @@ def _coverage_text(df: pd.DataFrame) -> str:
             f"(reason `faces.low_coverage`).")
 
 
+def _speech_text(df: pd.DataFrame, meta: dict) -> str:
+    """Where the samples' texts and spans came from, how far alignment moved them, and what the speech
+    stage rejected (docs/speech.md)."""
+    if df.empty or "text_source" not in df.columns:
+        return "No samples."
+    ts = df["text_source"].replace("", "unknown").value_counts()
+    ss = df["span_source"].replace("", "given").value_counts()
+    lines = ["Texts: " + ", ".join(f"{k} {int(v)}" for k, v in ts.items()) + ". Spans: "
+             + ", ".join(f"{k} {int(v)}" for k, v in ss.items()) + "."]
+    al = df[df["span_source"] == "aligned"]
+    if len(al):
+        a0, a1 = al["shift_start"].abs(), al["shift_end"].abs()
+        lines.append(f"Aligned spans moved by a median |shift| of {a0.median():.2f} s at the start and "
+                     f"{a1.median():.2f} s at the end (95th percentile {a0.quantile(0.95):.2f} s / "
+                     f"{a1.quantile(0.95):.2f} s; `shift_start`, `shift_end`).")
+    heard = df[df["asr_confidence"].notna()] if "asr_confidence" in df.columns else df.iloc[:0]
+    if len(heard):
+        models = sorted({m for m in heard["speech_model"] if m})
+        lines.append(f"{len(heard)} samples were heard by {', '.join(models) or 'the speech stage'}: mean word "
+                     f"probability median {heard['asr_confidence'].median():.2f}, minimum "
+                     f"{heard['asr_confidence'].min():.2f}.")
+    rej = [r for r in meta.get("funnel", []) if r["stage"] == "speech" and r["status"] != "ok"]
+    if rej:
+        lines.append("Rejected by the speech stage: " + ", ".join(f"`{r['reason']}` {r['count']}" for r in rej)
+                     + " (text not heard where given, no speech, low confidence, other language, …).")
+    return " ".join(lines)
+
+
 def data_fields(out: Path) -> str:
     """The data-fields table: every Parquet column with its Arrow type (read from the written train file)
     and its meaning."""
@@ -200,6 +228,10 @@ A source's official split is kept; otherwise whole videos are assigned by a hash
 
 {sources}
 
+## Text and timing
+
+{_speech_text(df, meta)}
+
 ## Coverage
 
 {_coverage_text(df)}
@@ -227,8 +259,8 @@ A source's official split is kept; otherwise whole videos are assigned by a hash
   are estimates, noisy under profile views, occlusion, low light and small faces.
 - Frame rates are not normalised (see `fps` per sample), as in EmoAva.
 - Sequences longer than {cfg.get('max_frames')} frames were dropped, so long utterances are under-represented.
-- Texts come from transcripts or captions: automatic captions contain recognition errors and their timing
-  may not match the face exactly.
+- Texts come from captions, corpora or Whisper transcripts (`text_source`): transcripts and automatic
+  captions contain recognition errors; aligned and transcribed spans are accurate to about 0.1 s.
 - Speakers are mostly adult actors or video creators; demographics are neither balanced nor annotated.
 - Emotion labels, where present, come from the source and are not re-annotated.
 

@@ -97,7 +97,7 @@ def _curves(codes: np.ndarray, fps: float, dims: list[str], title: str, dest: Pa
 def _funnel(funnel: list[dict], dest: Path) -> str | None:
     if not funnel:
         return None
-    order = ["ingest", "faces", "expressions", "assemble", "release"]
+    order = ["ingest", "speech", "faces", "expressions", "assemble", "release"]
     rows = sorted(funnel, key=lambda r: (order.index(r["stage"]) if r["stage"] in order else 99,
                                          r["status"], r["reason"]))
     labels = [f"{r['stage']}: {r['reason']}" for r in rows]
@@ -111,6 +111,25 @@ def _funnel(funnel: list[dict], dest: Path) -> str | None:
     ax.set_title("records per stage and reason (green ok, yellow skipped, red failed)", fontsize=9)
     fig.tight_layout()
     return _save(fig, dest)
+
+
+def _text_timing(r) -> str:
+    """Where a sample's text and span came from: 'text: asr (p 0.93)', 'span aligned: given 0.00–5.08 s →
+    1.81–4.47 s (+1.81 / −0.61 s)'."""
+    from html import escape as e
+
+    src = getattr(r, "text_source", "") or ""
+    if not src:
+        return ""
+    conf = getattr(r, "asr_confidence", None)
+    parts = [f"text: {e(src)}" + (f" (word probability {conf:.2f})" if conf is not None and conf == conf else "")]
+    span = getattr(r, "span_source", "") or "given"
+    if span == "aligned":
+        parts.append(f"span aligned: given {r.given_start:.2f}–{r.given_end:.2f} s → {r.start:.2f}–{r.end:.2f} s "
+                     f"({r.shift_start:+.2f} / {r.shift_end:+.2f} s)")
+    else:
+        parts.append(f"span: {e(span)}")
+    return f"<p class='muted'>{' · '.join(parts)}</p>"
 
 
 def pick_samples(df: pd.DataFrame, k: int) -> pd.DataFrame:
@@ -363,7 +382,8 @@ def write_report(out: Path, meta: dict, df: pd.DataFrame, cfg, media: dict | Non
         next(bar, None)
     for _ in bar:
         pass
-    write_text(out / "report.html", _html(meta, imgs, funnel_png, sources_png, cards, rej, run or {}))
+    write_text(out / "report.html", _html(meta, imgs, funnel_png, sources_png, cards, rej, run or {},
+                                          _timing_table(df)))
     return out / "report.html"
 
 
@@ -378,8 +398,33 @@ margin:.8em 0}.sample .pics{display:flex;flex-wrap:wrap;gap:.8em;align-items:fle
 nav a{margin-right:.8em}"""
 
 
+def _timing_table(df: pd.DataFrame, limit: int = 60) -> str:
+    """Counts per text and span source, and every sample whose span is not the source's (aligned or
+    transcribed): its text, where it came from and how far it moved."""
+    from html import escape as e
+
+    if df.empty or "text_source" not in df.columns:
+        return "<p>No samples.</p>"
+    counts = ", ".join(f"{e(str(k) or 'unknown')} {int(v)}" for k, v in df["text_source"].value_counts().items())
+    spans = ", ".join(f"{e(str(k) or 'given')} {int(v)}" for k, v in df["span_source"].value_counts().items())
+    moved = df[df["span_source"].isin(["aligned", "asr"])]
+    rows = []
+    for r in moved.head(limit).itertuples():
+        given = (f"{r.given_start:.2f}–{r.given_end:.2f}" if r.given_start == r.given_start else "—")
+        shift = (f"{r.shift_start:+.2f} / {r.shift_end:+.2f}" if r.shift_start == r.shift_start else "—")
+        conf = f"{r.asr_confidence:.2f}" if r.asr_confidence == r.asr_confidence else "—"
+        rows.append(f"<tr><td>{e(r.sample_id)}</td><td>{e(r.text[:80])}</td><td>{e(r.text_source)}</td>"
+                    f"<td>{e(r.span_source)}</td><td class=n>{given}</td><td class=n>{r.start:.2f}–{r.end:.2f}</td>"
+                    f"<td class=n>{shift}</td><td class=n>{conf}</td></tr>")
+    more = f"<p class='muted'>… and {len(moved) - limit} more.</p>" if len(moved) > limit else ""
+    table = ("<table class='timing'><tr><th>sample</th><th>text</th><th>text source</th><th>span</th><th>given, s</th>"
+             "<th>final, s</th><th>shift start / end, s</th><th>word probability</th></tr>" + "".join(rows)
+             + "</table>" + more) if rows else "<p>Every span is as its source gave it.</p>"
+    return f"<p>Texts: {counts}. Spans: {spans}.</p>{table}"
+
+
 def _html(meta: dict, imgs: dict, funnel_png: str | None, sources_png: str | None, cards: list, rej: list,
-          run: dict) -> str:
+          run: dict, timing: str = "") -> str:
     e = html.escape
     rows = "".join(f"<tr><td>{s}</td><td class=n>{c['samples']}</td><td class=n>{c['frames']}</td>"
                    f"<td class=n>{c['videos']}</td></tr>" for s, c in meta["counts"].items())
@@ -431,10 +476,11 @@ def _html(meta: dict, imgs: dict, funnel_png: str | None, sources_png: str | Non
         decision = f"<p class='muted'>face: {e(c['decision'])}</p>" if c["decision"] else ""
         cov = getattr(r, "coverage", None)
         cov = f" · covers {cov:.0%} of the utterance" if cov is not None and cov == cov else ""
+        heard = _text_timing(r)
         sample_html.append(
             f"<div class='sample'><div class='pics'>{''.join(pics)}</div><div><p><b>{e(r.text)}</b></p>"
             f"<p>{e(r.sample_id)} · {e(r.split)} · {e(r.source_id)}/{e(r.video_id)} · {r.start:.2f}–{r.end:.2f} s"
-            f" · {r.n_frames} frames @ {r.fps:g} fps{cov}</p>{decision}"
+            f" · {r.n_frames} frames @ {r.fps:g} fps{cov}</p>{heard}{decision}"
             f"<img src='{e(c['curve'])}' alt='code curves of {e(r.sample_id)}'></div></div>")
     rej_html = []
     for x in rej:
@@ -452,7 +498,7 @@ def _html(meta: dict, imgs: dict, funnel_png: str | None, sources_png: str | Non
 <h1>{e(meta['name'])}</h1>
 <p>{meta['total']['samples']} samples, {meta['total']['frames']} frames, code space <code>{e(meta['code_space'])}</code>
 (D = {meta['D']}), median {meta['fps']:g} fps.</p>
-<nav><a href="#run">run</a><a href="#funnel">funnel</a><a href="#samples">samples</a><a href="#rejected">rejected</a>
+<nav><a href="#run">run</a><a href="#funnel">funnel</a><a href="#timing">text and timing</a><a href="#samples">samples</a><a href="#rejected">rejected</a>
 <a href="#distributions">distributions</a><a href="#lengths">lengths</a><a href="#dims">dimensions</a></nav>
 {warn}
 <section id="run"><h2>Run</h2><table class="run-metadata">{meta_html}</table></section>
@@ -466,6 +512,9 @@ Every later column counts utterance segments.</p>
 {f"<img src='{e(funnel_png)}' alt='records per stage and reason'>" if funnel_png else ''}
 <table class="funnel"><tr><th>stage</th><th>status</th><th>reason</th><th>count</th></tr>{funnel_rows}</table></section>
 <section id="splits"><h2>Splits</h2><table><tr><th>split</th><th>samples</th><th>frames</th><th>videos</th></tr>{rows}</table></section>
+<section id="timing"><h2>Text and timing</h2>
+<p class="muted">Where each text came from (captions, corpus, table, or transcribed: asr) and each span (as
+given, aligned to where its words are said, or from the transcribed words).</p>{timing}</section>
 <section id="samples"><h2>Sample utterances</h2>
 <p class="muted">Kept faces with their box and landmarks; for clips with several faces, the whole frame and
 which face was kept; {previews} animated preview{'s' if previews != 1 else ''} of the first seconds beside the code curves.</p>

@@ -36,9 +36,13 @@ CORE_COLUMNS = ["sample_id", "split", "text", "codes", "n_frames", "fps", "durat
 QUALITY_COLUMNS = ["coverage"]
 # Segment-table columns copied to Parquet (docs/ARCHITECTURE.md). Local paths (video_path, cache dirs)
 # are left out: they mean nothing on another machine and would leak the builder's folder names.
-PROVENANCE_COLUMNS = ["source_id", "source_kind", "video_id", "video_hash", "start", "end", "words", "speaker",
-                      "emotion", "sentiment", "official_split", "split_method", "url", "title", "uploader",
+PROVENANCE_COLUMNS = ["source_id", "source_kind", "video_id", "video_hash", "start", "end", "words",
+                      "text_source", "span_source", "given_start", "given_end", "shift_start", "shift_end",
+                      "asr_confidence", "text_match", "language", "speech_model", "audio_stream", "speech_spans",
+                      "speaker", "emotion", "sentiment", "official_split", "split_method", "url", "title", "uploader",
                       "license", "downloaded_at", "tool_versions", "extractor_versions"]
+# `words`: one struct per word; probability is null where no recogniser heard it (caption word times)
+WORD_FIELDS = (("word", "string"), ("start", "float64"), ("end", "float64"), ("probability", "float64"))
 STAT_FILES = ("stage1_mean.npy", "stage1_std.npy")
 
 # What each column means: the card's data-fields section is written from these, so every column of the
@@ -52,6 +56,7 @@ COLUMN_DOCS = {
     "fps": "frame rate of the codes (frames per second, not normalised across samples)",
     "duration": "n_frames / fps, seconds",
     "valid_ratio": "share of frames with a measured (not interpolated) face and code",
+    "coverage": "share of the utterance's span (end - start) that the sample's frames cover",
     "code_space": "meaning of the D columns: arkit52 (MediaPipe blendshapes) or flame53 (EMOCA FLAME exp + jaw)",
     "source_id": "the manifest's source id",
     "source_kind": "source type: youtube, meld, memor, table or folder",
@@ -59,7 +64,22 @@ COLUMN_DOCS = {
     "video_hash": "SHA-256 of the video file's bytes",
     "start": "utterance start in the video, seconds",
     "end": "utterance end in the video, seconds",
-    "words": "word timings from the captions when present (JSON text), else empty",
+    "words": "per word: word, start and end (s in the video) and the recogniser's probability (null for caption "
+             "word times); empty when neither captions nor the speech stage timed the words",
+    "text_source": "where the text came from: captions, auto-captions (YouTube's), corpus (MELD/MEmoR), table, "
+                   "or asr (transcribed from the audio by Whisper)",
+    "span_source": "where start/end came from: given (as the source said), aligned (moved to where the given "
+                   "words are said) or asr (the transcribed words' edges)",
+    "given_start": "the source's start before alignment, seconds (NaN when the span came from ASR)",
+    "given_end": "the source's end before alignment, seconds (NaN when the span came from ASR)",
+    "shift_start": "start - given_start, seconds (NaN without a given span)",
+    "shift_end": "end - given_end, seconds (NaN without a given span)",
+    "asr_confidence": "mean Whisper word probability of the utterance's heard words (NaN when not heard)",
+    "text_match": "share of the given text's words heard in the audio (aligned spans; NaN otherwise)",
+    "language": "spoken language Whisper detected in the video (empty when not heard)",
+    "speech_model": "the speech model that heard it, e.g. 'whisper base int8 cpu' (empty when not heard)",
+    "audio_stream": "the audio stream heard (position among the file's audio streams, ffmpeg 0:a:N; -1 none)",
+    "speech_spans": "VAD speech regions inside the utterance, JSON [[start, end], ...] seconds (empty when not heard)",
     "speaker": "speaker name from the source, empty when unknown",
     "emotion": "emotion label from the source (MELD, MEmoR), empty when none",
     "sentiment": "sentiment label from the source (MELD), empty when none",
@@ -282,7 +302,15 @@ def write_split_files(out: Path, pq: pd.DataFrame) -> None:
 
     from pipeline.atomic import atomic_path
 
+    pq = pq.copy()
+    words = pq.pop("words") if "words" in pq.columns else None
     table = pa.Table.from_pandas(pq, preserve_index=False).replace_schema_metadata(None)
+    if words is not None:   # one explicit type: it must not depend on which words happen to be present
+        wtype = pa.list_(pa.struct([(n, getattr(pa, t)()) for n, t in WORD_FIELDS]))
+        at = list(PROVENANCE_COLUMNS).index("words")
+        before = [c for c in PROVENANCE_COLUMNS[:at] if c in table.column_names]
+        pos = table.column_names.index(before[-1]) + 1 if before else table.num_columns
+        table = table.add_column(pos, pa.field("words", wtype), pa.array([word_structs(w) for w in words], wtype))
     for i, f in enumerate(table.schema):
         # a list column whose lists are all empty (no shot cut in any sample) infers list<null>: give it
         # the type it has when it holds values, so the schema does not depend on the data
@@ -293,6 +321,31 @@ def write_split_files(out: Path, pq: pd.DataFrame) -> None:
         part = table.filter(pa.array(split == s, pa.bool_())) if len(pq) else table
         with atomic_path(Path(out) / DATA_FILES[s]) as tmp:
             papq.write_table(part, tmp, compression="zstd")
+
+
+def word_structs(value) -> list[dict]:
+    """A `words` value as the Parquet's list of structs: from the segment table's JSON text
+    ([[word, start, end(, probability)], ...]), from structs read back (a release rewriting a dataset),
+    or empty."""
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return []
+    if isinstance(value, str):
+        if not value.strip():
+            return []
+        try:
+            value = json.loads(value)
+        except ValueError:
+            return []
+    out = []
+    for w in list(value):
+        if isinstance(w, dict):
+            out.append({"word": str(w.get("word", "")), "start": float(w["start"]), "end": float(w["end"]),
+                        "probability": None if w.get("probability") is None else float(w["probability"])})
+        elif isinstance(w, (list, tuple)) and len(w) >= 3:
+            p = w[3] if len(w) > 3 else None
+            out.append({"word": str(w[0]), "start": float(w[1]), "end": float(w[2]),
+                        "probability": None if p is None else float(p)})
+    return out
 
 
 def parquet_paths(dataset_dir: Path) -> dict[str, Path]:
@@ -343,7 +396,7 @@ def read_info(dataset_dir: Path) -> dict:
         raise ValueError(f"{p}: not valid JSON ({e})") from None
 
 
-__all__ = ["write_dataset", "write_split_files", "read_samples", "read_table", "parquet_paths", "read_info",
+__all__ = ["word_structs", "WORD_FIELDS", "write_dataset", "write_split_files", "read_samples", "read_table", "parquet_paths", "read_info",
            "HF_SPLITS", "DATA_FILES", "column_doc", "pickle_bytes", "train_stats", "split_order", "parquet_frame",
            "codes_from_parquet", "software_versions"]
 
